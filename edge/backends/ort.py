@@ -1,0 +1,81 @@
+"""ONNX Runtime backend: CPU everywhere, CUDA/TensorRT on a Jetson, ARM providers if built in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError
+from ..manifest import Artifact, ModelDir
+from . import Probe, default_threads
+
+# device name -> execution providers, most specific first (CPU always appended last).
+_DEVICE_PROVIDERS = {
+    "cpu": [],
+    "cuda": ["CUDAExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
+}
+_ARM_PROVIDERS = ("ACLExecutionProvider", "ArmNNExecutionProvider", "XnnpackExecutionProvider")
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    @classmethod
+    def formats(cls) -> tuple[str, ...]:
+        return ("onnx",)
+
+    @classmethod
+    def probe(cls) -> Probe:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            return Probe(cls.name, False, reason=f"onnxruntime is not installed ({e})")
+        have = set(ort.get_available_providers())
+        devices = ["cpu"] + [d for d, provs in _DEVICE_PROVIDERS.items()
+                             if provs and provs[0] in have]
+        return Probe(cls.name, True, ort.__version__, tuple(devices))
+
+    def __init__(self, model: ModelDir, artifact: Artifact, path: Path, *, device: str = "cpu",
+                 threads: int | None = None, trt_cache_dir: str | None = None,
+                 trt_fp16: bool = False, **_: Any) -> None:
+        import onnxruntime as ort
+
+        self.device = device.lower()
+        self.threads = threads or default_threads()
+        self.artifact = artifact
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        providers: list[Any] = []
+        for p in _DEVICE_PROVIDERS.get(self.device, []):
+            if p == "TensorrtExecutionProvider":
+                cache = trt_cache_dir or os.path.join(model.path, ".trt-cache")
+                providers.append((p, {"trt_engine_cache_enable": True,
+                                      "trt_engine_cache_path": cache, "trt_fp16_enable": trt_fp16}))
+            else:
+                providers.append(p)
+        if self.device == "cpu":
+            have = set(ort.get_available_providers())
+            providers += [p for p in _ARM_PROVIDERS if p in have and p != "XnnpackExecutionProvider"]
+        providers.append("CPUExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BackendUnavailableError(f"onnxruntime could not load {path.name}: {e}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.providers = self.session.get_providers()
+
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, {self.input_name: x})
+        return dict(zip(self.output_names, outs, strict=True))
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

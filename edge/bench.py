@@ -1,0 +1,270 @@
+"""``mpox-edge bench``: latency per stage, cold start, memory and held-out accuracy.
+
+Two passes over the held-out sample: an accuracy pass (every image once, at its own size,
+through the shared eval code) and a latency pass (``--runs`` camera-sized frames made from
+the same images; default 1920x1080, the image centred and edge-padded so the centre crop
+sees it). ``end_to_end`` is what a camera pipeline pays per frame: decoded frame in memory
+-> preprocess -> inference -> postprocess (softmax + decision). ``decode`` (a JPEG of the
+frame, as an MJPG USB camera delivers) is reported on its own. JSON schema: docs/bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .dataset import scan_folder
+from .errors import DataError, UsageError
+from .evaluate import evaluate_set, format_report
+from .metrics import average_fps, softmax
+from .preprocess import preprocess
+from .progress import progress
+from .runtime import Classifier, default_data_dir
+
+SCHEMA = "mpox-edge.bench/1"
+STAGES = ("decode", "preprocess", "inference", "postprocess", "end_to_end")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto", help="auto (measured fastest), onnxruntime, openvino")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, tensorrt (ORT); cpu, gpu, npu (OV)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--model", help="model directory (default: the shipped model)")
+    p.add_argument("--data", help="held-out image folder (default: bundled MSID fold-4 sample)")
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    p.add_argument("--runs", type=int, default=200, help="timed frames in the latency pass")
+    p.add_argument("--warmup", type=int, default=20, help="untimed frames first")
+    p.add_argument("--frame-size", default="1920x1080", help="WxH of latency-pass frames, or 'native'")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy pass")
+    p.add_argument("--reselect", action="store_true", help="auto: measure again, ignore the cache")
+    p.add_argument("--against", choices=["torch"], help="also time PyTorch eager (host only)")
+    p.add_argument("--checkpoint", help="with --against torch: the checkpoint the model came from")
+    p.add_argument("--json", help="write the report as JSON here ('-' = stdout only)")
+
+
+def process_start_time() -> float | None:
+    """Wall-clock time this process started (Linux), for an honest cold-start figure."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime"))
+        return btime + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
+def thermal() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for z in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
+        try:
+            kind = (z / "type").read_text().strip()
+            out[kind] = int((z / "temp").read_text().strip()) / 1000.0
+        except (OSError, ValueError):
+            continue
+    res: dict[str, Any] = {"cpu_temp_c": out or None}
+    if shutil.which("vcgencmd"):
+        try:
+            r = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True,
+                               timeout=2)
+            res["throttled"] = r.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return res
+
+
+def stats(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, dtype=np.float64)
+    if not len(a):
+        return {}
+    q = np.percentile(a, [50, 90, 99])
+    return {"min": float(a.min()), "p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]),
+            "max": float(a.max()), "mean": float(a.mean())}
+
+
+def make_frame(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Scale an image to the frame height and edge-pad it to the frame width (or crop)."""
+    if size is None:
+        return img
+    w, h = size
+    s = min(w, h)
+    sq = cv2.resize(img, (s, s), interpolation=cv2.INTER_LINEAR)
+    canvas = cv2.copyMakeBorder(sq, (h - s) // 2, h - s - (h - s) // 2, (w - s) // 2,
+                                w - s - (w - s) // 2, cv2.BORDER_REPLICATE)
+    return canvas
+
+
+def parse_size(s: str) -> tuple[int, int] | None:
+    if s == "native":
+        return None
+    try:
+        w, h = (int(v) for v in s.lower().split("x"))
+        if w < 16 or h < 16:
+            raise ValueError
+        return w, h
+    except ValueError:
+        raise UsageError(f"--frame-size takes WxH (e.g. 1920x1080) or 'native', not {s!r}") from None
+
+
+def latency_pass(clf: Classifier, jpegs: list[bytes], *, runs: int, warmup: int,
+                 torch_model: Any = None) -> dict[str, list[float]]:
+    t: dict[str, list[float]] = {k: [] for k in STAGES}
+    for i in progress(range(warmup + runs), desc="latency", total=warmup + runs):
+        buf = np.frombuffer(jpegs[i % len(jpegs)], np.uint8)
+        t0 = time.perf_counter()
+        frame = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        dt = (time.perf_counter() - t0) * 1e3
+        if torch_model is not None:
+            times = _torch_predict(torch_model, clf, frame)
+        else:
+            times = clf.predict(frame).timings_ms
+        if i >= warmup:
+            t["decode"].append(dt)
+            for k, v in times.items():
+                t[k].append(v)
+    return t
+
+
+def _torch_predict(model: Any, clf: Classifier, frame: np.ndarray) -> dict[str, float]:
+    import torch
+
+    t0 = time.perf_counter()
+    x = preprocess(frame, clf.spec)
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(x)).numpy()
+    t2 = time.perf_counter()
+    p = softmax(logits[0].astype(np.float64))
+    int(p.argmax())
+    t3 = time.perf_counter()
+    return {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
+            "postprocess": (t3 - t2) * 1e3, "end_to_end": (t3 - t0) * 1e3}
+
+
+def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
+    try:
+        import torch
+
+        from mpox_edge.converters.checkpoint import build_from_checkpoint
+    except ImportError as e:
+        raise UsageError(f"--against torch needs the host extra: pip install "
+                         f"'mpox-edge[convert]' ({e})") from None
+    tr = clf.model.manifest.training
+    ckpt = checkpoint or (str(clf.model.path / tr["checkpoint"]) if tr.get("checkpoint") else None)
+    if not ckpt or not Path(ckpt).is_file():
+        raise UsageError("--against torch needs --checkpoint (the model directory ships none)")
+    torch.set_num_threads(threads)
+    model, _ = build_from_checkpoint(ckpt, arch=clf.model.manifest.architecture)
+    return model.eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.runs < 1 or args.warmup < 0:
+        raise UsageError("--runs must be >= 1 and --warmup >= 0")
+    size = parse_size(args.frame_size)
+    started = process_start_time()
+    t_open = time.perf_counter()
+    clf = Classifier.open(args.model, backend=args.backend, device=args.device,
+                          precision=args.precision, threads=args.threads,
+                          reselect=args.reselect,
+                          log=(lambda m: print(m, file=sys.stderr)) if args.backend == "auto" else None)
+    data_dir = Path(args.data) if args.data else default_data_dir()
+    data = scan_folder(data_dir, clf.classes)
+    images = []
+    for _p, _y, img, _why in data.iter_images():
+        if img is not None:
+            images.append(img)
+        if len(images) == 16:
+            break
+    if not images:
+        raise DataError(f"no readable image in {data_dir}")
+    clf.predict(images[0])
+    first_result = time.time()
+    cold = (first_result - started) if started else None
+    load_s = time.perf_counter() - t_open
+    jpegs = [cv2.imencode(".jpg", make_frame(im, size), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+             for im in images]
+    del images
+    lat = latency_pass(clf, jpegs, runs=args.runs, warmup=args.warmup)
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "model": {"path": str(clf.model.path), "architecture": clf.model.manifest.architecture,
+                  "artifact": clf.backend.artifact.path,  # type: ignore[attr-defined]
+                  "sha256": clf.backend.artifact.sha256,  # type: ignore[attr-defined]
+                  "size_bytes": clf.backend.artifact.size_bytes},  # type: ignore[attr-defined]
+        "backend": {"name": clf.backend.name, "device": clf.backend.device,
+                    "precision": clf.backend.artifact.precision,  # type: ignore[attr-defined]
+                    "threads": clf.backend.threads, "requested": args.backend,
+                    "selection": clf.selection or None},
+        "frames": {"size": args.frame_size, "runs": args.runs, "warmup": args.warmup,
+                   "distinct": len(jpegs)},
+        "latency_ms": {k: stats(v) for k, v in lat.items()},
+        "average_fps": average_fps([v / 1e3 for v in lat["end_to_end"]]),
+        "throughput_fps": 1e3 * len(lat["end_to_end"]) / max(sum(lat["end_to_end"]), 1e-9),
+        "cold_start_s": cold, "load_s": load_s,
+        "thermal": thermal(),
+    }
+    if args.against == "torch":
+        tm = _torch_model(clf, args.checkpoint, clf.backend.threads)
+        tl = latency_pass(clf, jpegs, runs=args.runs, warmup=args.warmup, torch_model=tm)
+        report["against_torch"] = {
+            "latency_ms": {k: stats(v) for k, v in tl.items()},
+            "speedup_end_to_end_p50": stats(tl["end_to_end"])["p50"]
+            / report["latency_ms"]["end_to_end"]["p50"],
+            "speedup_inference_p50": stats(tl["inference"])["p50"]
+            / report["latency_ms"]["inference"]["p50"]}
+    if not args.no_accuracy:
+        acc = evaluate_set(clf, scan_folder(data_dir, clf.classes), desc="accuracy")
+        acc["data"] = str(data_dir)
+        report["accuracy"] = acc
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    clf.close()
+    if args.json and args.json != "-":
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float) + "\n")
+    if args.json == "-":
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        print("\n".join(format_bench(report)))
+    return 0
+
+
+def format_bench(r: dict[str, Any]) -> list[str]:
+    b, m = r["backend"], r["model"]
+    sel = b.get("selection") or {}
+    lines = [f"model     {m['architecture']}  {m['artifact']} ({m['size_bytes'] / 1e6:.2f} MB)",
+             f"backend   {b['name']} / {b['device']} / {b['precision']}  threads {b['threads']}"
+             + (f"  (auto{', cached' if sel.get('cached') else ''})" if sel else ""),
+             f"frames    {r['frames']['runs']} x {r['frames']['size']} "
+             f"(+{r['frames']['warmup']} warm-up)",
+             f"{'stage':<13}{'min':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  ms"]
+    for k in STAGES:
+        s = r["latency_ms"].get(k)
+        if s:
+            lines.append(f"{k:<13}" + "".join(f"{s[q]:>8.3f}" for q in
+                                              ("min", "p50", "p90", "p99", "max")))
+    cold = r["cold_start_s"]
+    lines.append(f"average FPS {r['average_fps']:.1f}  throughput {r['throughput_fps']:.1f} fps  "
+                 f"cold start {'%.2f s' % cold if cold else 'n/a'}  peak RSS "
+                 f"{r['peak_rss_mb']:.0f} MB")
+    th = r["thermal"]
+    if th.get("cpu_temp_c") or th.get("throttled"):
+        lines.append(f"thermal   {th.get('cpu_temp_c')} {th.get('throttled', '')}".rstrip())
+    if "against_torch" in r:
+        a = r["against_torch"]
+        lines.append(f"vs PyTorch eager: end-to-end p50 {a['latency_ms']['end_to_end']['p50']:.3f}"
+                     f" ms -> {a['speedup_end_to_end_p50']:.1f}x faster (inference "
+                     f"{a['speedup_inference_p50']:.1f}x)")
+    if "accuracy" in r:
+        lines += format_report(r["accuracy"])[1:]
+    return lines

@@ -1,0 +1,65 @@
+"""The project's own exceptions (NNCF-style small hierarchy).
+
+The CLI turns any ``MpoxEdgeError`` into one clear line on stderr and a non-zero exit;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MpoxEdgeError(Exception):
+    """Base class: a problem the user can act on."""
+
+    exit_code = 2
+
+
+class UsageError(MpoxEdgeError):
+    """A wrong argument or option combination."""
+
+
+class ModelError(MpoxEdgeError):
+    """A model directory or manifest that cannot be used."""
+
+
+class ManifestError(ModelError):
+    """manifest.json is missing, does not parse, or misses a field."""
+
+
+class IntegrityError(ModelError):
+    """An artifact is missing or its sha256 does not match the manifest (tampered)."""
+
+
+class UnknownArchitectureError(MpoxEdgeError):
+    """An architecture name that is not in the zoo."""
+
+
+class CheckpointError(MpoxEdgeError):
+    """A checkpoint that is missing or does not fit the named architecture."""
+
+
+class ParityError(MpoxEdgeError):
+    """An exported artifact does not reproduce the PyTorch model."""
+
+
+class BackendUnavailableError(MpoxEdgeError):
+    """A requested backend or device is not installed or not present."""
+
+
+class DataError(MpoxEdgeError):
+    """A data directory that is missing, empty or unusable."""
+
+
+class CalibrationError(MpoxEdgeError):
+    """int8 calibration refused or could not meet the accuracy guard."""
+
+
+class SourceError(MpoxEdgeError):
+    """A camera or media source that cannot be opened."""
+
+
+class ConfigError(MpoxEdgeError):
+    """A configuration file that does not validate."""
+
+
+class MissingDependencyError(MpoxEdgeError):
+    """A host-only extra (torch, onnx, nncf...) is needed but not installed."""

@@ -1,0 +1,160 @@
+"""``auto``: pick the fastest available (backend, device, precision) by measuring it.
+
+Peers use a fixed priority list; which runtime wins depends on the model, the CPU and the
+precision (int8 is slower than fp32 for some models), so we time every candidate on the
+real model and cache the decision keyed by the model's sha256, a hardware fingerprint and
+the runtime versions: a kiosk measures once, not at every start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import REGISTRY, backend_class, load_backend
+from .errors import BackendUnavailableError, MpoxEdgeError
+from .manifest import ModelDir, atomic_write_text
+
+log = logging.getLogger("mpox_edge.select")
+DEFAULT_MAX_DROP = 1.0  # accuracy points an int8 artifact may lose against fp32
+
+
+def cache_dir_default() -> Path:
+    for var in ("MPOX_EDGE_CACHE", "STATE_DIRECTORY"):  # STATE_DIRECTORY: systemd's
+        if os.environ.get(var):
+            return Path(os.environ[var].split(":")[0])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mpox-edge"
+
+
+def hardware_fingerprint() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model", "Hardware")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{cpu}|{os.cpu_count()}"
+
+
+def candidates(md: ModelDir, *, max_drop: float = DEFAULT_MAX_DROP) -> list[dict[str, Any]]:
+    """Every (backend, device, precision) the manifest and this machine allow, with verdicts."""
+    out = []
+    for name in REGISTRY:
+        cls = backend_class(name)
+        pr = cls.probe()
+        if not pr.available:
+            out.append({"backend": name, "device": "-", "precision": "-", "ok": False,
+                        "reason": pr.reason})
+            continue
+        for art in md.manifest.artifacts:
+            if art.format not in cls.formats():
+                continue
+            # OpenVINO reads ONNX too; prefer its own IR when both exist for a precision.
+            if art.format != cls.formats()[0] and md.manifest.artifact(cls.formats()[0],
+                                                                        art.precision):
+                continue
+            for dev in pr.devices:
+                if dev == "auto":
+                    continue
+                c = {"backend": name, "device": dev, "precision": art.precision,
+                     "artifact": art.path, "ok": True, "reason": ""}
+                if art.precision == "int8":
+                    drop = art.extra.get("accuracy_drop")
+                    if drop is None:
+                        c.update(ok=False, reason="int8 accuracy drop was never measured")
+                    elif drop > max_drop:
+                        c.update(ok=False, reason=f"int8 loses {drop:.2f} points (> {max_drop})")
+                out.append(c)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    vs = {}
+    for name in REGISTRY:
+        pr = backend_class(name).probe()
+        vs[name] = pr.version if pr.available else "missing"
+    return vs
+
+
+def time_candidate(md: ModelDir, c: dict[str, Any], x: np.ndarray, *, threads: int | None,
+                   warmup: int, runs: int) -> float:
+    """Median inference latency in ms for one candidate on the real model and input."""
+    be = load_backend(md, c["backend"], device=c["device"], precision=c["precision"],
+                      threads=threads)
+    try:
+        for _ in range(warmup):
+            be.infer(x)
+        ts = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            be.infer(x)
+            ts.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(ts)
+    finally:
+        be.close()
+
+
+def select_backend(md: ModelDir, *, threads: int | None = None, reselect: bool = False,
+                   cache_dir: str | Path | None = None, max_drop: float = DEFAULT_MAX_DROP,
+                   warmup: int = 10, runs: int = 50, log: Any = None) -> dict[str, Any]:
+    """Measure (or recall) the fastest candidate; returns the decision with every timing."""
+    say = log or globals()["log"].info
+    arts = sorted(a.sha256 for a in md.manifest.artifacts)
+    key_src = json.dumps({"model": arts, "hw": hardware_fingerprint(), "versions": _versions(),
+                          "threads": threads, "max_drop": max_drop}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
+    cache = Path(cache_dir) if cache_dir else cache_dir_default()
+    cache_file = cache / f"selection-{key}.json"
+    if not reselect and cache_file.is_file():
+        try:
+            decision = json.loads(cache_file.read_text())
+            decision["cached"] = True
+            say(f"auto: cached choice {decision['backend']}/{decision['device']}/"
+                f"{decision['precision']} ({cache_file})")
+            return decision
+        except (OSError, json.JSONDecodeError, KeyError):
+            pass  # unreadable cache: measure again
+    spec = md.manifest.preprocess
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, spec.input_size, spec.input_size)).astype(np.float32)
+    cands = candidates(md, max_drop=max_drop)
+    for c in cands:
+        if not c["ok"]:
+            say(f"auto: reject {c['backend']}/{c['device']}/{c['precision']}: {c['reason']}")
+            continue
+        try:
+            c["median_ms"] = time_candidate(md, c, x, threads=threads, warmup=warmup, runs=runs)
+            say(f"auto: {c['backend']}/{c['device']}/{c['precision']}: "
+                f"median {c['median_ms']:.3f} ms")
+        except MpoxEdgeError as e:
+            c.update(ok=False, reason=str(e))
+            say(f"auto: reject {c['backend']}/{c['device']}/{c['precision']}: {e}")
+    timed = [c for c in cands if c["ok"] and "median_ms" in c]
+    if not timed:
+        raise BackendUnavailableError(
+            "no backend can run this model here: "
+            + "; ".join(f"{c['backend']}: {c['reason']}" for c in cands))
+    best = min(timed, key=lambda c: c["median_ms"])
+    for c in timed:
+        c["reason"] = "fastest" if c is best else f"{c['median_ms'] / best['median_ms']:.2f}x slower"
+    decision = {"backend": best["backend"], "device": best["device"],
+                "precision": best["precision"], "median_ms": best["median_ms"],
+                "candidates": cands, "key": key, "threads": threads,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cached": False}
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache_file, json.dumps(decision, indent=2))
+    except OSError as e:
+        say(f"auto: could not cache the choice in {cache}: {e}")
+    return decision
