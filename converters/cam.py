@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mpox_edge.edge.manifest import sha256_file
 
 CAM_FILE = "cam_head.npz"
-_ACTS = {"SiLU": "silu", "Hardswish": "hardswish", "ReLU": "relu", "ReLU6": "relu6",
-         "GELU": "gelu", "Identity": None, "Dropout": None, "Flatten": None}
+_ACTS = {
+    "SiLU": "silu",
+    "Hardswish": "hardswish",
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "GELU": "gelu",
+    "Identity": None,
+    "Dropout": None,
+    "Flatten": None,
+}
 
 
 def export_cam_head(model: Any, entry: Any, out_dir: Path) -> dict[str, Any] | None:
@@ -41,9 +48,14 @@ def export_cam_head(model: Any, entry: Any, out_dir: Path) -> dict[str, Any] | N
             raise ValueError(f"unknown cam kind {kind!r} for {entry.name}")
     path = out_dir / CAM_FILE
     np.savez(path, **arrays)
-    return {"kind": kind, "file": CAM_FILE, "sha256": sha256_file(path),
-            "feature_output": "features", "channels": int(c),
-            "feature_size": [int(s) for s in feat.shape[2:]]}
+    return {
+        "kind": kind,
+        "file": CAM_FILE,
+        "sha256": sha256_file(path),
+        "feature_output": "features",
+        "channels": int(c),
+        "feature_size": [int(s) for s in feat.shape[2:]],
+    }
 
 
 def _measure_affine(model: Any, c: int, hw: Any) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mpox_edge.edge.errors import ParityError, UsageError
+from mpox_edge.edge.errors import UsageError
 from mpox_edge.edge.manifest import Manifest, ModelDir, Preprocess
 
 DEFAULT_CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
@@ -29,11 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="zoo architecture (read from the checkpoint when it has one)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--to", default="onnx,openvino", help="comma list of: onnx, openvino")
-    p.add_argument("--classes", help="comma list of class names in output order "
-                   "(default: from the checkpoint, else the MSID four)")
+    p.add_argument(
+        "--classes",
+        help="comma list of class names in output order "
+        "(default: from the checkpoint, else the MSID four)",
+    )
     p.add_argument("--positive-class", default="Monkeypox", help="class a screening refers on")
-    p.add_argument("--parity-data", help="image folder (or MSID root with splits.csv: fold 0 "
-                   "is used) for the parity check")
+    p.add_argument(
+        "--parity-data",
+        help="image folder (or MSID root with splits.csv: fold 0 is used) for the parity check",
+    )
     p.add_argument("--parity-images", type=int, default=16, help="images for the parity check")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |logit difference|")
     p.add_argument("--force", action="store_true", help="replace an existing model directory")
@@ -47,10 +52,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--to takes onnx and/or openvino, not {args.to!r}")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     summary = export_checkpoint(
-        args.checkpoint, arch=args.arch, out=args.out, to=targets, classes=classes,
-        positive_class=args.positive_class, parity_data=args.parity_data,
-        parity_images=args.parity_images, tolerance=args.tolerance, force=args.force,
-        progress=sys.stderr.isatty())
+        args.checkpoint,
+        arch=args.arch,
+        out=args.out,
+        to=targets,
+        classes=classes,
+        positive_class=args.positive_class,
+        parity_data=args.parity_data,
+        parity_images=args.parity_images,
+        tolerance=args.tolerance,
+        force=args.force,
+        progress=sys.stderr.isatty(),
+    )
     for line in format_summary(summary):
         print(line)
     if args.json:
@@ -61,19 +74,32 @@ def run(args: argparse.Namespace) -> int:
 def format_summary(s: dict[str, Any]) -> list[str]:
     lines = [f"exported {s['architecture']} -> {s['out']}"]
     for a in s["artifacts"]:
-        lines.append(f"  {a['format']:<9} {a['precision']}  {a['path']:<12} "
-                     f"{a['size_bytes'] / 1e6:6.2f} MB  sha256 {a['sha256'][:12]}")
+        lines.append(
+            f"  {a['format']:<9} {a['precision']}  {a['path']:<12} "
+            f"{a['size_bytes'] / 1e6:6.2f} MB  sha256 {a['sha256'][:12]}"
+        )
     for name, r in s["parity"]["backends"].items():
-        lines.append(f"  parity {name:<12} max|dlogit| {r['max_abs_diff']:.2e}  "
-                     f"top-1 agree {r['top1_agree']}/{s['parity']['n']}  ({s['parity']['inputs']})")
+        lines.append(
+            f"  parity {name:<12} max|dlogit| {r['max_abs_diff']:.2e}  "
+            f"top-1 agree {r['top1_agree']}/{s['parity']['n']}  ({s['parity']['inputs']})"
+        )
     return lines
 
 
-def export_checkpoint(checkpoint: str | Path, *, arch: str | None, out: str | Path,
-                      to: list[str] | None = None, classes: list[str] | None = None,
-                      positive_class: str | None = "Monkeypox", parity_data: str | None = None,
-                      parity_images: int = 16, tolerance: float = 1e-4, force: bool = False,
-                      progress: bool = False) -> dict[str, Any]:
+def export_checkpoint(
+    checkpoint: str | Path,
+    *,
+    arch: str | None,
+    out: str | Path,
+    to: list[str] | None = None,
+    classes: list[str] | None = None,
+    positive_class: str | None = "Monkeypox",
+    parity_data: str | None = None,
+    parity_images: int = 16,
+    tolerance: float = 1e-4,
+    force: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Export one checkpoint; returns the summary (also recorded in the manifest)."""
     from . import checkpoint as ckpt
     from .zoo import get_entry
@@ -97,25 +123,34 @@ def export_checkpoint(checkpoint: str | Path, *, arch: str | None, out: str | Pa
     try:
         md = _write_artifacts(model, entry, pp, tmp, to)
         md.manifest = Manifest(
-            architecture=arch, classes=list(classes), preprocess=pp,
+            architecture=arch,
+            classes=list(classes),
+            preprocess=pp,
             artifacts=md.manifest.artifacts,
             positive_class=positive_class if positive_class in classes else None,
-            cam=md.manifest.cam, training=_training_meta(meta, checkpoint),
-            exporter=_versions())
+            cam=md.manifest.cam,
+            training=_training_meta(meta, checkpoint),
+            exporter=_versions(),
+        )
         from .parity import check_parity
 
-        md.manifest.parity = check_parity(model, md, data=parity_data, n=parity_images,
-                                          tolerance=tolerance)
+        md.manifest.parity = check_parity(
+            model, md, data=parity_data, n=parity_images, tolerance=tolerance
+        )
         md.save()
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     final = ModelDir.load(out)
-    return {"architecture": arch, "out": str(out),
-            "artifacts": [{k: v for k, v in a.__dict__.items() if k != "extra"}
-                          for a in final.manifest.artifacts],
-            "parity": final.manifest.parity}
+    return {
+        "architecture": arch,
+        "out": str(out),
+        "artifacts": [
+            {k: v for k, v in a.__dict__.items() if k != "extra"} for a in final.manifest.artifacts
+        ],
+        "parity": final.manifest.parity,
+    }
 
 
 def _num_outputs(model: Any, size: int) -> int:
@@ -134,13 +169,20 @@ def _write_artifacts(model: Any, entry: Any, pp: Preprocess, tmp: Path, to: list
     outputs = ("logits", "features") if cam else ("logits",)
     export_onnx(model, tmp / "model.onnx", input_size=pp.input_size, with_features=bool(cam))
     if "onnx" in to:
-        md.manifest.replace_artifact(md.make_artifact(fmt="onnx", precision="fp32",
-                                                      path="model.onnx", outputs=outputs))
+        md.manifest.replace_artifact(
+            md.make_artifact(fmt="onnx", precision="fp32", path="model.onnx", outputs=outputs)
+        )
     if "openvino" in to:
         onnx_to_openvino(tmp / "model.onnx", tmp / "model.xml")
-        md.manifest.replace_artifact(md.make_artifact(
-            fmt="openvino", precision="fp32", path="model.xml", weights_path="model.bin",
-            outputs=outputs))
+        md.manifest.replace_artifact(
+            md.make_artifact(
+                fmt="openvino",
+                precision="fp32",
+                path="model.xml",
+                weights_path="model.bin",
+                outputs=outputs,
+            )
+        )
     if "onnx" not in to:
         (tmp / "model.onnx").unlink()
     md.manifest.cam = cam
@@ -151,8 +193,11 @@ def _training_meta(meta: dict[str, Any], checkpoint: str | Path) -> dict[str, An
     from mpox_edge.edge.manifest import sha256_file
 
     keep = {k: meta[k] for k in ("epoch", "val", "train_config") if k in meta}
-    return {"checkpoint": Path(checkpoint).name, "checkpoint_sha256": sha256_file(checkpoint),
-            **keep}
+    return {
+        "checkpoint": Path(checkpoint).name,
+        "checkpoint_sha256": sha256_file(checkpoint),
+        **keep,
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -178,4 +223,3 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     tmp.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,19 @@ def export_onnx(model: Any, path: Path, *, input_size: int, with_features: bool 
     x = torch.zeros(1, 3, input_size, input_size)
     raw = path.with_suffix(".raw.onnx")
     try:
-        with torch.no_grad():
-            torch.onnx.export(graph, (x,), str(raw), opset_version=OPSET, dynamo=False,
-                              input_names=["input"], output_names=names, dynamic_axes=dyn,
-                              do_constant_folding=True)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter; real failures raise
+            torch.onnx.export(
+                graph,
+                (x,),
+                str(raw),
+                opset_version=OPSET,
+                dynamo=False,
+                input_names=["input"],
+                output_names=names,
+                dynamic_axes=dyn,
+                do_constant_folding=True,
+            )
     except Exception as e:  # the exporter raises many types; the user needs one line
         raise ExportError(f"torch.onnx.export failed: {str(e).splitlines()[0]}") from None
     m = onnx.load(str(raw))

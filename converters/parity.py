@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from mpox_edge.edge.backends import load_backend
 from mpox_edge.edge.dataset import IMAGE_SUFFIXES, read_image, read_splits
 from mpox_edge.edge.errors import DataError, ParityError
@@ -46,7 +45,9 @@ def parity_images(data: str | None, n: int, *, seed: int = 0) -> tuple[list[np.n
     return synthetic_images(n, seed=seed), f"{n} synthetic images"
 
 
-def synthetic_images(n: int, *, seed: int = 0, size: tuple[int, int] = (240, 320)) -> list[np.ndarray]:
+def synthetic_images(
+    n: int, *, seed: int = 0, size: tuple[int, int] = (240, 320)
+) -> list[np.ndarray]:
     """Smooth coloured blobs: exercise the whole dynamic range like a photo, not white noise."""
     import cv2
 
@@ -63,8 +64,9 @@ def synthetic_images(n: int, *, seed: int = 0, size: tuple[int, int] = (240, 320
     return out
 
 
-def check_parity(model: Any, md: ModelDir, *, data: str | None, n: int,
-                 tolerance: float) -> dict[str, Any]:
+def check_parity(
+    model: Any, md: ModelDir, *, data: str | None, n: int, tolerance: float
+) -> dict[str, Any]:
     import torch
 
     imgs, source = parity_images(data, n)
@@ -76,7 +78,7 @@ def check_parity(model: Any, md: ModelDir, *, data: str | None, n: int,
         name = _PROVER[art.format]
         be = load_backend(md, name, precision=art.precision)
         try:
-            got = np.concatenate([be.infer(x[i:i + 1])["logits"] for i in range(len(x))])
+            got = np.concatenate([be.infer(x[i : i + 1])["logits"] for i in range(len(x))])
         finally:
             be.close()
         diff = float(np.abs(got - ref).max())
@@ -85,5 +87,6 @@ def check_parity(model: Any, md: ModelDir, *, data: str | None, n: int,
         if diff > tolerance or agree != len(x):
             raise ParityError(
                 f"{name} ({art.path}) does not match PyTorch: max |logit difference| "
-                f"{diff:.2e} (limit {tolerance:.0e}), top-1 agreement {agree}/{len(x)}")
+                f"{diff:.2e} (limit {tolerance:.0e}), top-1 agreement {agree}/{len(x)}"
+            )
     return {"inputs": source, "n": len(x), "tolerance": tolerance, "backends": results}

@@ -37,7 +37,9 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "end_to_end")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="auto", help="auto (measured fastest), onnxruntime, openvino")
+    p.add_argument(
+        "--backend", default="auto", help="auto (measured fastest), onnxruntime, openvino"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, tensorrt (ORT); cpu, gpu, npu (OV)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     p.add_argument("--model", help="model directory (default: the shipped model)")
@@ -45,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--runs", type=int, default=200, help="timed frames in the latency pass")
     p.add_argument("--warmup", type=int, default=20, help="untimed frames first")
-    p.add_argument("--frame-size", default="1920x1080", help="WxH of latency-pass frames, or 'native'")
+    p.add_argument(
+        "--frame-size", default="1920x1080", help="WxH of latency-pass frames, or 'native'"
+    )
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy pass")
     p.add_argument("--reselect", action="store_true", help="auto: measure again, ignore the cache")
     p.add_argument("--against", choices=["torch"], help="also time PyTorch eager (host only)")
@@ -58,8 +62,11 @@ def process_start_time() -> float | None:
     try:
         stat = Path("/proc/self/stat").read_text()
         start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime"))
+        btime = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
         return btime + start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, StopIteration, IndexError):
         return None
@@ -76,8 +83,9 @@ def thermal() -> dict[str, Any]:
     res: dict[str, Any] = {"cpu_temp_c": out or None}
     if shutil.which("vcgencmd"):
         try:
-            r = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True,
-                               timeout=2)
+            r = subprocess.run(
+                ["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=2
+            )
             res["throttled"] = r.stdout.strip()
         except (OSError, subprocess.SubprocessError):
             pass
@@ -89,8 +97,14 @@ def stats(ms: list[float]) -> dict[str, float]:
     if not len(a):
         return {}
     q = np.percentile(a, [50, 90, 99])
-    return {"min": float(a.min()), "p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]),
-            "max": float(a.max()), "mean": float(a.mean())}
+    return {
+        "min": float(a.min()),
+        "p50": float(q[0]),
+        "p90": float(q[1]),
+        "p99": float(q[2]),
+        "max": float(a.max()),
+        "mean": float(a.mean()),
+    }
 
 
 def make_frame(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -100,8 +114,14 @@ def make_frame(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     w, h = size
     s = min(w, h)
     sq = cv2.resize(img, (s, s), interpolation=cv2.INTER_LINEAR)
-    canvas = cv2.copyMakeBorder(sq, (h - s) // 2, h - s - (h - s) // 2, (w - s) // 2,
-                                w - s - (w - s) // 2, cv2.BORDER_REPLICATE)
+    canvas = cv2.copyMakeBorder(
+        sq,
+        (h - s) // 2,
+        h - s - (h - s) // 2,
+        (w - s) // 2,
+        w - s - (w - s) // 2,
+        cv2.BORDER_REPLICATE,
+    )
     return canvas
 
 
@@ -114,11 +134,14 @@ def parse_size(s: str) -> tuple[int, int] | None:
             raise ValueError
         return w, h
     except ValueError:
-        raise UsageError(f"--frame-size takes WxH (e.g. 1920x1080) or 'native', not {s!r}") from None
+        raise UsageError(
+            f"--frame-size takes WxH (e.g. 1920x1080) or 'native', not {s!r}"
+        ) from None
 
 
-def latency_pass(clf: Classifier, jpegs: list[bytes], *, runs: int, warmup: int,
-                 torch_model: Any = None) -> dict[str, list[float]]:
+def latency_pass(
+    clf: Classifier, jpegs: list[bytes], *, runs: int, warmup: int, torch_model: Any = None
+) -> dict[str, list[float]]:
     t: dict[str, list[float]] = {k: [] for k in STAGES}
     for i in progress(range(warmup + runs), desc="latency", total=warmup + runs):
         buf = np.frombuffer(jpegs[i % len(jpegs)], np.uint8)
@@ -148,18 +171,22 @@ def _torch_predict(model: Any, clf: Classifier, frame: np.ndarray) -> dict[str, 
     p = softmax(logits[0].astype(np.float64))
     int(p.argmax())
     t3 = time.perf_counter()
-    return {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-            "postprocess": (t3 - t2) * 1e3, "end_to_end": (t3 - t0) * 1e3}
+    return {
+        "preprocess": (t1 - t0) * 1e3,
+        "inference": (t2 - t1) * 1e3,
+        "postprocess": (t3 - t2) * 1e3,
+        "end_to_end": (t3 - t0) * 1e3,
+    }
 
 
 def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
     try:
         import torch
-
         from mpox_edge.converters.checkpoint import build_from_checkpoint
     except ImportError as e:
-        raise UsageError(f"--against torch needs the host extra: pip install "
-                         f"'mpox-edge[convert]' ({e})") from None
+        raise UsageError(
+            f"--against torch needs the host extra: pip install 'mpox-edge[convert]' ({e})"
+        ) from None
     tr = clf.model.manifest.training
     ckpt = checkpoint or (str(clf.model.path / tr["checkpoint"]) if tr.get("checkpoint") else None)
     if not ckpt or not Path(ckpt).is_file():
@@ -175,10 +202,15 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.frame_size)
     started = process_start_time()
     t_open = time.perf_counter()
-    clf = Classifier.open(args.model, backend=args.backend, device=args.device,
-                          precision=args.precision, threads=args.threads,
-                          reselect=args.reselect,
-                          log=(lambda m: print(m, file=sys.stderr)) if args.backend == "auto" else None)
+    clf = Classifier.open(
+        args.model,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        reselect=args.reselect,
+        log=(lambda m: print(m, file=sys.stderr)) if args.backend == "auto" else None,
+    )
     data_dir = Path(args.data) if args.data else default_data_dir()
     data = scan_folder(data_dir, clf.classes)
     images = []
@@ -193,26 +225,40 @@ def run(args: argparse.Namespace) -> int:
     first_result = time.time()
     cold = (first_result - started) if started else None
     load_s = time.perf_counter() - t_open
-    jpegs = [cv2.imencode(".jpg", make_frame(im, size), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-             for im in images]
+    jpegs = [
+        cv2.imencode(".jpg", make_frame(im, size), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        for im in images
+    ]
     del images
     lat = latency_pass(clf, jpegs, runs=args.runs, warmup=args.warmup)
     report: dict[str, Any] = {
         "schema": SCHEMA,
-        "model": {"path": str(clf.model.path), "architecture": clf.model.manifest.architecture,
-                  "artifact": clf.backend.artifact.path,  # type: ignore[attr-defined]
-                  "sha256": clf.backend.artifact.sha256,  # type: ignore[attr-defined]
-                  "size_bytes": clf.backend.artifact.size_bytes},  # type: ignore[attr-defined]
-        "backend": {"name": clf.backend.name, "device": clf.backend.device,
-                    "precision": clf.backend.artifact.precision,  # type: ignore[attr-defined]
-                    "threads": clf.backend.threads, "requested": args.backend,
-                    "selection": clf.selection or None},
-        "frames": {"size": args.frame_size, "runs": args.runs, "warmup": args.warmup,
-                   "distinct": len(jpegs)},
+        "model": {
+            "path": str(clf.model.path),
+            "architecture": clf.model.manifest.architecture,
+            "artifact": clf.backend.artifact.path,  # type: ignore[attr-defined]
+            "sha256": clf.backend.artifact.sha256,  # type: ignore[attr-defined]
+            "size_bytes": clf.backend.artifact.size_bytes,
+        },  # type: ignore[attr-defined]
+        "backend": {
+            "name": clf.backend.name,
+            "device": clf.backend.device,
+            "precision": clf.backend.artifact.precision,  # type: ignore[attr-defined]
+            "threads": clf.backend.threads,
+            "requested": args.backend,
+            "selection": clf.selection or None,
+        },
+        "frames": {
+            "size": args.frame_size,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "distinct": len(jpegs),
+        },
         "latency_ms": {k: stats(v) for k, v in lat.items()},
         "average_fps": average_fps([v / 1e3 for v in lat["end_to_end"]]),
         "throughput_fps": 1e3 * len(lat["end_to_end"]) / max(sum(lat["end_to_end"]), 1e-9),
-        "cold_start_s": cold, "load_s": load_s,
+        "cold_start_s": cold,
+        "load_s": load_s,
         "thermal": thermal(),
     }
     if args.against == "torch":
@@ -223,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
             "speedup_end_to_end_p50": stats(tl["end_to_end"])["p50"]
             / report["latency_ms"]["end_to_end"]["p50"],
             "speedup_inference_p50": stats(tl["inference"])["p50"]
-            / report["latency_ms"]["inference"]["p50"]}
+            / report["latency_ms"]["inference"]["p50"],
+        }
     if not args.no_accuracy:
         acc = evaluate_set(clf, scan_folder(data_dir, clf.classes), desc="accuracy")
         acc["data"] = str(data_dir)
@@ -242,29 +289,36 @@ def run(args: argparse.Namespace) -> int:
 def format_bench(r: dict[str, Any]) -> list[str]:
     b, m = r["backend"], r["model"]
     sel = b.get("selection") or {}
-    lines = [f"model     {m['architecture']}  {m['artifact']} ({m['size_bytes'] / 1e6:.2f} MB)",
-             f"backend   {b['name']} / {b['device']} / {b['precision']}  threads {b['threads']}"
-             + (f"  (auto{', cached' if sel.get('cached') else ''})" if sel else ""),
-             f"frames    {r['frames']['runs']} x {r['frames']['size']} "
-             f"(+{r['frames']['warmup']} warm-up)",
-             f"{'stage':<13}{'min':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  ms"]
+    lines = [
+        f"model     {m['architecture']}  {m['artifact']} ({m['size_bytes'] / 1e6:.2f} MB)",
+        f"backend   {b['name']} / {b['device']} / {b['precision']}  threads {b['threads']}"
+        + (f"  (auto{', cached' if sel.get('cached') else ''})" if sel else ""),
+        f"frames    {r['frames']['runs']} x {r['frames']['size']} "
+        f"(+{r['frames']['warmup']} warm-up)",
+        f"{'stage':<13}{'min':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  ms",
+    ]
     for k in STAGES:
         s = r["latency_ms"].get(k)
         if s:
-            lines.append(f"{k:<13}" + "".join(f"{s[q]:>8.3f}" for q in
-                                              ("min", "p50", "p90", "p99", "max")))
+            lines.append(
+                f"{k:<13}" + "".join(f"{s[q]:>8.3f}" for q in ("min", "p50", "p90", "p99", "max"))
+            )
     cold = r["cold_start_s"]
-    lines.append(f"average FPS {r['average_fps']:.1f}  throughput {r['throughput_fps']:.1f} fps  "
-                 f"cold start {'%.2f s' % cold if cold else 'n/a'}  peak RSS "
-                 f"{r['peak_rss_mb']:.0f} MB")
+    lines.append(
+        f"average FPS {r['average_fps']:.1f}  throughput {r['throughput_fps']:.1f} fps  "
+        f"cold start {f'{cold:.2f} s' if cold else 'n/a'}  peak RSS "
+        f"{r['peak_rss_mb']:.0f} MB"
+    )
     th = r["thermal"]
     if th.get("cpu_temp_c") or th.get("throttled"):
         lines.append(f"thermal   {th.get('cpu_temp_c')} {th.get('throttled', '')}".rstrip())
     if "against_torch" in r:
         a = r["against_torch"]
-        lines.append(f"vs PyTorch eager: end-to-end p50 {a['latency_ms']['end_to_end']['p50']:.3f}"
-                     f" ms -> {a['speedup_end_to_end_p50']:.1f}x faster (inference "
-                     f"{a['speedup_inference_p50']:.1f}x)")
+        lines.append(
+            f"vs PyTorch eager: end-to-end p50 {a['latency_ms']['end_to_end']['p50']:.3f}"
+            f" ms -> {a['speedup_end_to_end_p50']:.1f}x faster (inference "
+            f"{a['speedup_inference_p50']:.1f}x)"
+        )
     if "accuracy" in r:
         lines += format_report(r["accuracy"])[1:]
     return lines

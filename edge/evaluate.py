@@ -21,14 +21,16 @@ from .progress import progress
 from .runtime import Classifier, default_data_dir
 
 
-def evaluate_set(clf: Classifier, data: LabelledSet, *, show_progress: bool | None = None,
-                 desc: str = "eval") -> dict[str, Any]:
+def evaluate_set(
+    clf: Classifier, data: LabelledSet, *, show_progress: bool | None = None, desc: str = "eval"
+) -> dict[str, Any]:
     """Predict every readable image; unreadable ones are counted and listed, never fatal."""
     ys: list[int] = []
     probs: list[np.ndarray] = []
     lat: list[float] = []
-    for _path, y, img, _why in progress(data.iter_images(), total=len(data.items), desc=desc,
-                                        enabled=show_progress):
+    for _path, y, img, _why in progress(
+        data.iter_images(), total=len(data.items), desc=desc, enabled=show_progress
+    ):
         if img is None:
             continue
         pred = clf.predict(img)
@@ -36,8 +38,11 @@ def evaluate_set(clf: Classifier, data: LabelledSet, *, show_progress: bool | No
         probs.append(pred.probs)
         lat.append(pred.timings_ms["end_to_end"] / 1e3)
     report = classification_report(
-        ys, np.stack(probs) if probs else np.zeros((0, len(clf.classes))), clf.classes,
-        positive_class=clf.model.manifest.positive_class)
+        ys,
+        np.stack(probs) if probs else np.zeros((0, len(clf.classes))),
+        clf.classes,
+        positive_class=clf.model.manifest.positive_class,
+    )
     report["skipped"] = [{"path": p, "reason": r} for p, r in data.skipped]
     report["n_skipped"] = len(data.skipped)
     report["unmatched_folders"] = data.unmatched_folders
@@ -47,14 +52,20 @@ def evaluate_set(clf: Classifier, data: LabelledSet, *, show_progress: bool | No
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", help="model directories (default: the shipped model)")
-    p.add_argument("--data", help="held-out image folder, one sub-folder per class "
-                   "(default: the bundled MSID fold-4 sample)")
+    p.add_argument(
+        "--data",
+        help="held-out image folder, one sub-folder per class "
+        "(default: the bundled MSID fold-4 sample)",
+    )
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino or auto")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     p.add_argument("--threads", type=int)
-    p.add_argument("--compare", action="store_true",
-                   help="table of all models with seed 002's Practicality Score")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="table of all models with seed 002's Practicality Score",
+    )
     p.add_argument("--json", help="write the full report as JSON to this path ('-' = stdout)")
 
 
@@ -65,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data) if args.data else default_data_dir()
     results = []
     for m in models:
-        clf = Classifier.open(m, backend=args.backend, device=args.device,
-                              precision=args.precision, threads=args.threads)
+        clf = Classifier.open(
+            m,
+            backend=args.backend,
+            device=args.device,
+            precision=args.precision,
+            threads=args.threads,
+        )
         try:
             data = scan_folder(data_dir, clf.classes)
             rep = evaluate_set(clf, data, desc=Path(str(clf.model.path)).name)
@@ -78,10 +94,15 @@ def run(args: argparse.Namespace) -> int:
         rep["data"] = str(data_dir)
         results.append(rep)
     if args.compare:
-        rows = [{"accuracy": r["accuracy"], "fps": r["average_fps"],
-                 "recall": r.get("screening", {}).get("sensitivity", math.nan),
-                 "specificity": r.get("screening", {}).get("specificity", math.nan)}
-                for r in results]
+        rows = [
+            {
+                "accuracy": r["accuracy"],
+                "fps": r["average_fps"],
+                "recall": r.get("screening", {}).get("sensitivity", math.nan),
+                "specificity": r.get("screening", {}).get("specificity", math.nan),
+            }
+            for r in results
+        ]
         for r, s in zip(results, practicality_scores(rows), strict=True):
             r["practicality_score"] = s
     out = {"schema": "mpox-edge.eval/1", "results": results}
@@ -102,23 +123,31 @@ def _pct(v: float) -> str:
 
 
 def format_report(r: dict[str, Any]) -> list[str]:
-    lines = [f"{r.get('architecture', '')} ({r.get('model', '')}) on {r.get('backend', '')}",
-             f"  images {r['n']}  skipped {r['n_skipped']}  accuracy {_pct(r['accuracy'])}  "
-             f"macro F1 {_pct(r['macro_f1'])}  macro AUC {r['macro_auc']:.3f}  "
-             f"micro AUC {r['micro_auc']:.3f}",
-             f"  {'class':<12}{'n':>5}{'prec':>8}{'recall':>8}{'spec':>8}{'F1':>8}{'AUC':>7}"]
+    lines = [
+        f"{r.get('architecture', '')} ({r.get('model', '')}) on {r.get('backend', '')}",
+        f"  images {r['n']}  skipped {r['n_skipped']}  accuracy {_pct(r['accuracy'])}  "
+        f"macro F1 {_pct(r['macro_f1'])}  macro AUC {r['macro_auc']:.3f}  "
+        f"micro AUC {r['micro_auc']:.3f}",
+        f"  {'class':<12}{'n':>5}{'prec':>8}{'recall':>8}{'spec':>8}{'F1':>8}{'AUC':>7}",
+    ]
     for c, m in r["per_class"].items():
-        lines.append(f"  {c:<12}{m['support']:>5}{_pct(m['precision']):>8}{_pct(m['recall']):>8}"
-                     f"{_pct(m['specificity']):>8}{_pct(m['f1']):>8}{m['auc']:>7.3f}")
-    lines.append("  confusion (rows true, cols predicted): "
-                 + " | ".join(" ".join(f"{v:3d}" for v in row) for row in r["confusion_matrix"]))
+        lines.append(
+            f"  {c:<12}{m['support']:>5}{_pct(m['precision']):>8}{_pct(m['recall']):>8}"
+            f"{_pct(m['specificity']):>8}{_pct(m['f1']):>8}{m['auc']:>7.3f}"
+        )
+    lines.append(
+        "  confusion (rows true, cols predicted): "
+        + " | ".join(" ".join(f"{v:3d}" for v in row) for row in r["confusion_matrix"])
+    )
     s = r.get("screening")
     if s:
         lo, hi = s["sensitivity_ci95"]
         slo, shi = s["specificity_ci95"]
-        lines.append(f"  screening {s['positive_class']} vs rest: sensitivity "
-                     f"{_pct(s['sensitivity'])} (95% CI {_pct(lo)}-{_pct(hi)}), specificity "
-                     f"{_pct(s['specificity'])} (95% CI {_pct(slo)}-{_pct(shi)})")
+        lines.append(
+            f"  screening {s['positive_class']} vs rest: sensitivity "
+            f"{_pct(s['sensitivity'])} (95% CI {_pct(lo)}-{_pct(hi)}), specificity "
+            f"{_pct(s['specificity'])} (95% CI {_pct(slo)}-{_pct(shi)})"
+        )
     for sk in r["skipped"][:10]:
         lines.append(f"  skipped {sk['path']}: {sk['reason']}")
     if r["n_skipped"] > 10:
@@ -130,7 +159,9 @@ def format_compare(results: list[dict[str, Any]]) -> list[str]:
     lines = ["", f"{'model':<28}{'acc':>8}{'FPS':>8}{'recall':>8}{'spec':>8}{'practicality':>14}"]
     for r in results:
         s = r.get("screening", {})
-        lines.append(f"{Path(r['model']).name[:27]:<28}{_pct(r['accuracy']):>8}"
-                     f"{r['average_fps']:>8.1f}{_pct(s.get('sensitivity', math.nan)):>8}"
-                     f"{_pct(s.get('specificity', math.nan)):>8}{r['practicality_score']:>14.3f}")
+        lines.append(
+            f"{Path(r['model']).name[:27]:<28}{_pct(r['accuracy']):>8}"
+            f"{r['average_fps']:>8.1f}{_pct(s.get('sensitivity', math.nan)):>8}"
+            f"{_pct(s.get('specificity', math.nan)):>8}{r['practicality_score']:>14.3f}"
+        )
     return lines

@@ -37,7 +37,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.color_order not in ("RGB", "BGR"):
-            raise ManifestError(f"preprocess.color_order must be RGB or BGR, not {self.color_order!r}")
+            raise ManifestError(
+                f"preprocess.color_order must be RGB or BGR, not {self.color_order!r}"
+            )
         if self.layout != "NCHW":
             raise ManifestError(f"preprocess.layout {self.layout!r} is not supported (NCHW only)")
         if self.resize not in ("shorter_side_center_crop", "stretch"):
@@ -122,8 +124,11 @@ class Manifest:
             if len(classes) < 2:
                 raise ManifestError("manifest needs at least two classes")
             known = {f.name for f in cls.__dataclass_fields__.values()}  # type: ignore[attr-defined]
-            rest = {k: v for k, v in d.items() if k in known and k not in
-                    ("preprocess", "artifacts", "classes")}
+            rest = {
+                k: v
+                for k, v in d.items()
+                if k in known and k not in ("preprocess", "artifacts", "classes")
+            }
             return cls(classes=classes, preprocess=Preprocess(**pp), artifacts=arts, **rest)
         except ManifestError:
             raise
@@ -178,8 +183,9 @@ class ModelDir:
         return cls(p, Manifest.from_dict(data))
 
     def save(self) -> None:
-        atomic_write_text(self.path / MANIFEST_NAME,
-                          json.dumps(self.manifest.to_dict(), indent=2) + "\n")
+        atomic_write_text(
+            self.path / MANIFEST_NAME, json.dumps(self.manifest.to_dict(), indent=2) + "\n"
+        )
 
     def file(self, rel: str) -> Path:
         p = (self.path / rel).resolve()
@@ -197,7 +203,9 @@ class ModelDir:
                 continue
             f = self.file(rel)
             if not f.is_file():
-                raise IntegrityError(f"{self.path}: artifact {rel} named in the manifest is missing")
+                raise IntegrityError(
+                    f"{self.path}: artifact {rel} named in the manifest is missing"
+                )
             if sha256_file(f) != digest:
                 raise IntegrityError(
                     f"{self.path}: {rel} does not match the sha256 in manifest.json "
@@ -206,9 +214,16 @@ class ModelDir:
             self._verified.add(rel)
         return self.file(art.path)
 
-    def make_artifact(self, *, fmt: str, precision: str, path: str,
-                      weights_path: str | None = None, outputs: tuple[str, ...] = ("logits",),
-                      extra: dict[str, Any] | None = None) -> Artifact:
+    def make_artifact(
+        self,
+        *,
+        fmt: str,
+        precision: str,
+        path: str,
+        weights_path: str | None = None,
+        outputs: tuple[str, ...] = ("logits",),
+        extra: dict[str, Any] | None = None,
+    ) -> Artifact:
         f = self.file(path)
         size = f.stat().st_size
         wsha = None
@@ -216,6 +231,14 @@ class ModelDir:
             wf = self.file(weights_path)
             size += wf.stat().st_size
             wsha = sha256_file(wf)
-        return Artifact(format=fmt, precision=precision, path=path, sha256=sha256_file(f),
-                        size_bytes=size, weights_path=weights_path, weights_sha256=wsha,
-                        outputs=tuple(outputs), extra=dict(extra or {}))
+        return Artifact(
+            format=fmt,
+            precision=precision,
+            path=path,
+            sha256=sha256_file(f),
+            size_bytes=size,
+            weights_path=weights_path,
+            weights_sha256=wsha,
+            outputs=tuple(outputs),
+            extra=dict(extra or {}),
+        )

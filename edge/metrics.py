@@ -43,7 +43,7 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
         j = i
         while j + 1 < len(s) and s[j + 1] == s[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
         i = j + 1
     return float((ranks[y].sum() - npos * (npos + 1) / 2.0) / (npos * nneg))
 
@@ -58,8 +58,13 @@ def _div(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
 
 
-def classification_report(y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], *,
-                          positive_class: str | None = None) -> dict[str, Any]:
+def classification_report(
+    y_true: Sequence[int],
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    positive_class: str | None = None,
+) -> dict[str, Any]:
     """Every figure the project reports for one model on one labelled set."""
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
@@ -95,13 +100,15 @@ def classification_report(y_true: Sequence[int], probs: np.ndarray, classes: Seq
         "classes": list(classes),
     }
     if positive_class is not None and positive_class in classes:
-        report["screening"] = screening_view(y, p, list(classes).index(positive_class),
-                                             positive_class)
+        report["screening"] = screening_view(
+            y, p, list(classes).index(positive_class), positive_class
+        )
     return report
 
 
-def screening_view(y: np.ndarray, p: np.ndarray, pos: int, name: str,
-                   threshold: float | None = None) -> dict[str, Any]:
+def screening_view(
+    y: np.ndarray, p: np.ndarray, pos: int, name: str, threshold: float | None = None
+) -> dict[str, Any]:
     """Mpox vs everything else: sensitivity and specificity with 95% Wilson intervals.
 
     Without a threshold the decision is the 4-class argmax; with one it is
@@ -116,7 +123,10 @@ def screening_view(y: np.ndarray, p: np.ndarray, pos: int, name: str,
     return {
         "positive_class": name,
         "threshold": threshold,
-        "tp": tp, "fn": fn, "tn": tn, "fp": fp,
+        "tp": tp,
+        "fn": fn,
+        "tn": tn,
+        "fp": fp,
         "sensitivity": _div(tp, tp + fn),
         "sensitivity_ci95": wilson_interval(tp, tp + fn),
         "specificity": _div(tn, tn + fp),

@@ -33,8 +33,11 @@ def _blob_params(spec: Preprocess, frame_order: str) -> cv2.dnn.Image2BlobParams
     p.size = (spec.input_size, spec.input_size)
     p.swapRB = frame_order != spec.color_order
     p.ddepth = cv2.CV_32F
-    p.paddingmode = (cv2.dnn.DNN_PMODE_CROP_CENTER if spec.resize == "shorter_side_center_crop"
-                     else cv2.dnn.DNN_PMODE_NULL)
+    p.paddingmode = (
+        cv2.dnn.DNN_PMODE_CROP_CENTER
+        if spec.resize == "shorter_side_center_crop"
+        else cv2.dnn.DNN_PMODE_NULL
+    )
     return p
 
 
@@ -51,16 +54,18 @@ def preprocess(frame: np.ndarray, spec: Preprocess, *, color_order: str = "BGR")
     return cv2.dnn.blobFromImageWithParams(frame, _blob_params(spec, color_order))
 
 
-def preprocess_batch(frames: Sequence[np.ndarray], spec: Preprocess, *,
-                     color_order: str = "BGR") -> np.ndarray:
+def preprocess_batch(
+    frames: Sequence[np.ndarray], spec: Preprocess, *, color_order: str = "BGR"
+) -> np.ndarray:
     """Stack several frames into one ``(N, 3, S, S)`` batch (calibration, eval)."""
     if not frames:
         raise DataError("no frames to preprocess")
     return np.concatenate([preprocess(f, spec, color_order=color_order) for f in frames])
 
 
-def preprocess_reference(frame: np.ndarray, spec: Preprocess, *,
-                         color_order: str = "BGR") -> np.ndarray:
+def preprocess_reference(
+    frame: np.ndarray, spec: Preprocess, *, color_order: str = "BGR"
+) -> np.ndarray:
     """Plain-numpy twin of ``preprocess``: slower, kept to prove the fast path is exact."""
     h, w = frame.shape[:2]
     s = spec.input_size
@@ -68,7 +73,7 @@ def preprocess_reference(frame: np.ndarray, spec: Preprocess, *,
         f = max(s / w, s / h)
         img = cv2.resize(frame, (0, 0), fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
         y0, x0 = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
-        img = img[y0:y0 + s, x0:x0 + s]
+        img = img[y0 : y0 + s, x0 : x0 + s]
     else:
         img = cv2.resize(frame, (s, s), interpolation=cv2.INTER_LINEAR)
     if color_order != spec.color_order:

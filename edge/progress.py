@@ -10,8 +10,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def progress(it: Iterable[T], *, total: int | None = None, desc: str = "",
-             enabled: bool | None = None) -> Iterator[T]:
+def progress(
+    it: Iterable[T], *, total: int | None = None, desc: str = "", enabled: bool | None = None
+) -> Iterator[T]:
     on = sys.stderr.isatty() if enabled is None else enabled
     if not on:
         yield from it

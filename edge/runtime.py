@@ -53,19 +53,33 @@ class Classifier:
         self.selection = selection or {}
 
     @classmethod
-    def open(cls, model_dir: str | Path | None = None, *, backend: str = "auto",
-             device: str = "cpu", precision: str = "fp32", threads: int | None = None,
-             reselect: bool = False, cache_dir: str | Path | None = None,
-             log: object = None) -> Classifier:
+    def open(
+        cls,
+        model_dir: str | Path | None = None,
+        *,
+        backend: str = "auto",
+        device: str = "cpu",
+        precision: str = "fp32",
+        threads: int | None = None,
+        reselect: bool = False,
+        cache_dir: str | Path | None = None,
+        log: object = None,
+    ) -> Classifier:
         """Open a model; ``backend='auto'`` measures the candidates (or reuses the cached pick)."""
         md = ModelDir.load(model_dir or default_model_dir())
         if backend == "auto":
             from .select import select_backend
 
-            choice = select_backend(md, threads=threads, reselect=reselect, cache_dir=cache_dir,
-                                    log=log)
-            be = load_backend(md, choice["backend"], device=choice["device"],
-                              precision=choice["precision"], threads=threads)
+            choice = select_backend(
+                md, threads=threads, reselect=reselect, cache_dir=cache_dir, log=log
+            )
+            be = load_backend(
+                md,
+                choice["backend"],
+                device=choice["device"],
+                precision=choice["precision"],
+                threads=threads,
+            )
             return cls(md, be, selection=choice)
         be = load_backend(md, backend, device=device, precision=precision, threads=threads)
         return cls(md, be)
@@ -75,8 +89,9 @@ class Classifier:
         b = self.backend
         return f"{b.name}/{b.device}/{b.artifact.precision}"  # type: ignore[attr-defined]
 
-    def predict(self, frame: np.ndarray, *, color_order: str = "BGR",
-                with_features: bool = False) -> Prediction:
+    def predict(
+        self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False
+    ) -> Prediction:
         t0 = time.perf_counter()
         x = preprocess(frame, self.spec, color_order=color_order)
         t1 = time.perf_counter()
@@ -87,10 +102,17 @@ class Classifier:
         t3 = time.perf_counter()
         feats = outs.get("features")
         return Prediction(
-            probs=p, index=i, label=self.classes[i],
-            timings_ms={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                        "postprocess": (t3 - t2) * 1e3, "end_to_end": (t3 - t0) * 1e3},
-            features=feats[0] if (with_features and feats is not None) else None)
+            probs=p,
+            index=i,
+            label=self.classes[i],
+            timings_ms={
+                "preprocess": (t1 - t0) * 1e3,
+                "inference": (t2 - t1) * 1e3,
+                "postprocess": (t3 - t2) * 1e3,
+                "end_to_end": (t3 - t0) * 1e3,
+            },
+            features=feats[0] if (with_features and feats is not None) else None,
+        )
 
     def close(self) -> None:
         self.backend.close()

@@ -54,21 +54,29 @@ def candidates(md: ModelDir, *, max_drop: float = DEFAULT_MAX_DROP) -> list[dict
         cls = backend_class(name)
         pr = cls.probe()
         if not pr.available:
-            out.append({"backend": name, "device": "-", "precision": "-", "ok": False,
-                        "reason": pr.reason})
+            out.append(
+                {"backend": name, "device": "-", "precision": "-", "ok": False, "reason": pr.reason}
+            )
             continue
         for art in md.manifest.artifacts:
             if art.format not in cls.formats():
                 continue
             # OpenVINO reads ONNX too; prefer its own IR when both exist for a precision.
-            if art.format != cls.formats()[0] and md.manifest.artifact(cls.formats()[0],
-                                                                        art.precision):
+            if art.format != cls.formats()[0] and md.manifest.artifact(
+                cls.formats()[0], art.precision
+            ):
                 continue
             for dev in pr.devices:
                 if dev == "auto":
                     continue
-                c = {"backend": name, "device": dev, "precision": art.precision,
-                     "artifact": art.path, "ok": True, "reason": ""}
+                c = {
+                    "backend": name,
+                    "device": dev,
+                    "precision": art.precision,
+                    "artifact": art.path,
+                    "ok": True,
+                    "reason": "",
+                }
                 if art.precision == "int8":
                     drop = art.extra.get("accuracy_drop")
                     if drop is None:
@@ -87,11 +95,13 @@ def _versions() -> dict[str, str]:
     return vs
 
 
-def time_candidate(md: ModelDir, c: dict[str, Any], x: np.ndarray, *, threads: int | None,
-                   warmup: int, runs: int) -> float:
+def time_candidate(
+    md: ModelDir, c: dict[str, Any], x: np.ndarray, *, threads: int | None, warmup: int, runs: int
+) -> float:
     """Median inference latency in ms for one candidate on the real model and input."""
-    be = load_backend(md, c["backend"], device=c["device"], precision=c["precision"],
-                      threads=threads)
+    be = load_backend(
+        md, c["backend"], device=c["device"], precision=c["precision"], threads=threads
+    )
     try:
         for _ in range(warmup):
             be.infer(x)
@@ -105,14 +115,30 @@ def time_candidate(md: ModelDir, c: dict[str, Any], x: np.ndarray, *, threads: i
         be.close()
 
 
-def select_backend(md: ModelDir, *, threads: int | None = None, reselect: bool = False,
-                   cache_dir: str | Path | None = None, max_drop: float = DEFAULT_MAX_DROP,
-                   warmup: int = 10, runs: int = 50, log: Any = None) -> dict[str, Any]:
+def select_backend(
+    md: ModelDir,
+    *,
+    threads: int | None = None,
+    reselect: bool = False,
+    cache_dir: str | Path | None = None,
+    max_drop: float = DEFAULT_MAX_DROP,
+    warmup: int = 10,
+    runs: int = 50,
+    log: Any = None,
+) -> dict[str, Any]:
     """Measure (or recall) the fastest candidate; returns the decision with every timing."""
     say = log or globals()["log"].info
     arts = sorted(a.sha256 for a in md.manifest.artifacts)
-    key_src = json.dumps({"model": arts, "hw": hardware_fingerprint(), "versions": _versions(),
-                          "threads": threads, "max_drop": max_drop}, sort_keys=True)
+    key_src = json.dumps(
+        {
+            "model": arts,
+            "hw": hardware_fingerprint(),
+            "versions": _versions(),
+            "threads": threads,
+            "max_drop": max_drop,
+        },
+        sort_keys=True,
+    )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     cache = Path(cache_dir) if cache_dir else cache_dir_default()
     cache_file = cache / f"selection-{key}.json"
@@ -120,8 +146,10 @@ def select_backend(md: ModelDir, *, threads: int | None = None, reselect: bool =
         try:
             decision = json.loads(cache_file.read_text())
             decision["cached"] = True
-            say(f"auto: cached choice {decision['backend']}/{decision['device']}/"
-                f"{decision['precision']} ({cache_file})")
+            say(
+                f"auto: cached choice {decision['backend']}/{decision['device']}/"
+                f"{decision['precision']} ({cache_file})"
+            )
             return decision
         except (OSError, json.JSONDecodeError, KeyError):
             pass  # unreadable cache: measure again
@@ -135,8 +163,10 @@ def select_backend(md: ModelDir, *, threads: int | None = None, reselect: bool =
             continue
         try:
             c["median_ms"] = time_candidate(md, c, x, threads=threads, warmup=warmup, runs=runs)
-            say(f"auto: {c['backend']}/{c['device']}/{c['precision']}: "
-                f"median {c['median_ms']:.3f} ms")
+            say(
+                f"auto: {c['backend']}/{c['device']}/{c['precision']}: "
+                f"median {c['median_ms']:.3f} ms"
+            )
         except MpoxEdgeError as e:
             c.update(ok=False, reason=str(e))
             say(f"auto: reject {c['backend']}/{c['device']}/{c['precision']}: {e}")
@@ -144,14 +174,24 @@ def select_backend(md: ModelDir, *, threads: int | None = None, reselect: bool =
     if not timed:
         raise BackendUnavailableError(
             "no backend can run this model here: "
-            + "; ".join(f"{c['backend']}: {c['reason']}" for c in cands))
+            + "; ".join(f"{c['backend']}: {c['reason']}" for c in cands)
+        )
     best = min(timed, key=lambda c: c["median_ms"])
     for c in timed:
-        c["reason"] = "fastest" if c is best else f"{c['median_ms'] / best['median_ms']:.2f}x slower"
-    decision = {"backend": best["backend"], "device": best["device"],
-                "precision": best["precision"], "median_ms": best["median_ms"],
-                "candidates": cands, "key": key, "threads": threads,
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cached": False}
+        c["reason"] = (
+            "fastest" if c is best else f"{c['median_ms'] / best['median_ms']:.2f}x slower"
+        )
+    decision = {
+        "backend": best["backend"],
+        "device": best["device"],
+        "precision": best["precision"],
+        "median_ms": best["median_ms"],
+        "candidates": cands,
+        "key": key,
+        "threads": threads,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cached": False,
+    }
     try:
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache_file, json.dumps(decision, indent=2))

@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from mpox_edge.edge import dataset, metrics
 from mpox_edge.edge.errors import DataError, IntegrityError, ManifestError
 from mpox_edge.edge.manifest import Manifest, ModelDir, Preprocess
@@ -25,12 +24,16 @@ SPEC = Preprocess(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 def test_edge_modules_leave_torch_unloaded() -> None:
     mods = sorted(
         "mpox_edge.edge." + ".".join(p.relative_to(REPO / "edge").with_suffix("").parts)
-        for p in (REPO / "edge").rglob("*.py") if p.name != "__init__.py")
-    code = ("import importlib, sys\n"
-            f"for m in {mods!r}: importlib.import_module(m)\n"
-            "from mpox_edge.edge.cli import build_parser; build_parser()\n"
-            "bad = [m for m in ('torch', 'nncf', 'onnx', 'onnxsim') if m in sys.modules]\n"
-            "assert not bad, bad\n")
+        for p in (REPO / "edge").rglob("*.py")
+        if p.name != "__init__.py"
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for m in {mods!r}: importlib.import_module(m)\n"
+        "from mpox_edge.edge.cli import build_parser; build_parser()\n"
+        "bad = [m for m in ('torch', 'nncf', 'onnx', 'onnxsim') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert len(mods) >= 10
@@ -54,8 +57,9 @@ def test_wheel_package_list_is_complete() -> None:
 
 
 def test_console_script_help() -> None:
-    r = subprocess.run([sys.executable, "-m", "mpox_edge.edge.cli", "--help"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "mpox_edge.edge.cli", "--help"], capture_output=True, text=True
+    )
     assert r.returncode == 0
     for cmd in ("zoo", "export", "bench", "eval"):
         assert cmd in r.stdout
@@ -178,7 +182,7 @@ def test_auc_matches_pair_counting() -> None:
     y = rng.integers(0, 2, 200).astype(bool)
     s = np.round(rng.random(200) + 0.5 * y, 1)  # ties on purpose
     pos, neg = s[y], s[~y]
-    pairs = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum())
+    pairs = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
     assert metrics.roc_auc(y, s) == pytest.approx(pairs / (len(pos) * len(neg)))
 
 
@@ -196,8 +200,10 @@ def test_classification_report_figures() -> None:
 
 
 def test_practicality_score() -> None:
-    rows = [{"accuracy": 0.9, "fps": 10, "recall": 0.9, "specificity": 0.9},
-            {"accuracy": 0.8, "fps": 100, "recall": 0.95, "specificity": 0.8}]
+    rows = [
+        {"accuracy": 0.9, "fps": 10, "recall": 0.9, "specificity": 0.9},
+        {"accuracy": 0.8, "fps": 100, "recall": 0.95, "specificity": 0.8},
+    ]
     a, b = metrics.practicality_scores(rows)
     assert a == pytest.approx(0.15 + 0.15) and b == pytest.approx(0.40 + 0.35)
     assert math.isclose(metrics.average_fps([0.01, 0.02]), 75.0)

@@ -23,17 +23,29 @@ def run(args: argparse.Namespace) -> int:
     for name in list_models():
         e = get_entry(name)
         st = model_stats(name)
-        rows.append({"name": name, "params_m": st["params"] / 1e6, "mflops": st["mflops"],
-                     "input_size": st["input_size"], "paper_params_m": e.paper_params,
-                     "pretrained": e.pretrained_available, "cam": e.cam,
-                     "description": e.description})
+        rows.append(
+            {
+                "name": name,
+                "params_m": st["params"] / 1e6,
+                "mflops": st["mflops"],
+                "input_size": st["input_size"],
+                "paper_params_m": e.paper_params,
+                "pretrained": e.pretrained_available,
+                "cam": e.cam,
+                "description": e.description,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<22}{'params':>9}{'MFLOPs':>10}{'input':>7}  {'paper':>7}  "
-          f"{'ImageNet':<9}{'CAM':<7}")
+    print(
+        f"{'model':<22}{'params':>9}{'MFLOPs':>10}{'input':>7}  {'paper':>7}  "
+        f"{'ImageNet':<9}{'CAM':<7}"
+    )
     for r in rows:
         paper = f"{r['paper_params_m']:.2f}M" if r["paper_params_m"] else "-"
-        print(f"{r['name']:<22}{r['params_m']:>8.2f}M{r['mflops']:>10.1f}{r['input_size']:>7}  "
-              f"{paper:>7}  {'yes' if r['pretrained'] else 'no':<9}{r['cam'] or '-':<7}")
+        print(
+            f"{r['name']:<22}{r['params_m']:>8.2f}M{r['mflops']:>10.1f}{r['input_size']:>7}  "
+            f"{paper:>7}  {'yes' if r['pretrained'] else 'no':<9}{r['cam'] or '-':<7}"
+        )
     return 0

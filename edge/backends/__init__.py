@@ -86,8 +86,15 @@ def pick_artifact(model: ModelDir, backend: str, precision: str) -> Artifact:
     )
 
 
-def load_backend(model: ModelDir, backend: str, *, device: str = "cpu",
-                 precision: str = "fp32", threads: int | None = None, **options: object) -> Backend:
+def load_backend(
+    model: ModelDir,
+    backend: str,
+    *,
+    device: str = "cpu",
+    precision: str = "fp32",
+    threads: int | None = None,
+    **options: object,
+) -> Backend:
     """Open one backend on one artifact of a model, after checking it is available."""
     cls = backend_class(backend)
     pr = cls.probe()
@@ -95,7 +102,8 @@ def load_backend(model: ModelDir, backend: str, *, device: str = "cpu",
         raise BackendUnavailableError(f"backend {backend} is not available: {pr.reason}")
     if device.lower() not in {d.lower() for d in pr.devices}:
         raise BackendUnavailableError(
-            f"backend {backend} has no device {device!r} here (devices: {', '.join(pr.devices)})")
+            f"backend {backend} has no device {device!r} here (devices: {', '.join(pr.devices)})"
+        )
     art = pick_artifact(model, backend, precision)
     path = model.verify(art)
     return cls(model, art, path, device=device, threads=threads, **options)

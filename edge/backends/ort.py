@@ -35,13 +35,23 @@ class OnnxRuntimeBackend:
         except ImportError as e:
             return Probe(cls.name, False, reason=f"onnxruntime is not installed ({e})")
         have = set(ort.get_available_providers())
-        devices = ["cpu"] + [d for d, provs in _DEVICE_PROVIDERS.items()
-                             if provs and provs[0] in have]
+        devices = ["cpu"] + [
+            d for d, provs in _DEVICE_PROVIDERS.items() if provs and provs[0] in have
+        ]
         return Probe(cls.name, True, ort.__version__, tuple(devices))
 
-    def __init__(self, model: ModelDir, artifact: Artifact, path: Path, *, device: str = "cpu",
-                 threads: int | None = None, trt_cache_dir: str | None = None,
-                 trt_fp16: bool = False, **_: Any) -> None:
+    def __init__(
+        self,
+        model: ModelDir,
+        artifact: Artifact,
+        path: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        trt_cache_dir: str | None = None,
+        trt_fp16: bool = False,
+        **_: Any,
+    ) -> None:
         import onnxruntime as ort
 
         self.device = device.lower()
@@ -57,13 +67,23 @@ class OnnxRuntimeBackend:
         for p in _DEVICE_PROVIDERS.get(self.device, []):
             if p == "TensorrtExecutionProvider":
                 cache = trt_cache_dir or os.path.join(model.path, ".trt-cache")
-                providers.append((p, {"trt_engine_cache_enable": True,
-                                      "trt_engine_cache_path": cache, "trt_fp16_enable": trt_fp16}))
+                providers.append(
+                    (
+                        p,
+                        {
+                            "trt_engine_cache_enable": True,
+                            "trt_engine_cache_path": cache,
+                            "trt_fp16_enable": trt_fp16,
+                        },
+                    )
+                )
             else:
                 providers.append(p)
         if self.device == "cpu":
             have = set(ort.get_available_providers())
-            providers += [p for p in _ARM_PROVIDERS if p in have and p != "XnnpackExecutionProvider"]
+            providers += [
+                p for p in _ARM_PROVIDERS if p in have and p != "XnnpackExecutionProvider"
+            ]
         providers.append("CPUExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)

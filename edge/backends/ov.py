@@ -29,14 +29,25 @@ class OpenVINOBackend:
         try:
             import openvino as ov
         except ImportError as e:
-            return Probe(cls.name, False,
-                         reason=f"openvino is not installed ({e}); pip install 'mpox-edge[openvino]'")
+            return Probe(
+                cls.name,
+                False,
+                reason=f"openvino is not installed ({e}); pip install 'mpox-edge[openvino]'",
+            )
         core = ov.Core()
         devices = [d.lower() for d in core.available_devices]
         return Probe(cls.name, True, ov.get_version(), tuple(devices + ["auto"]))
 
-    def __init__(self, model: ModelDir, artifact: Artifact, path: Path, *, device: str = "cpu",
-                 threads: int | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        model: ModelDir,
+        artifact: Artifact,
+        path: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        **_: Any,
+    ) -> None:
         import openvino as ov
 
         self.device = device.lower()
@@ -53,16 +64,19 @@ class OpenVINOBackend:
             self.compiled = core.compile_model(str(path), self.device.upper(), config)
         except Exception as e:  # OpenVINO raises RuntimeError with a long message
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BackendUnavailableError(f"openvino could not compile {path.name} on "
-                                          f"{self.device}: {first}") from None
+            raise BackendUnavailableError(
+                f"openvino could not compile {path.name} on {self.device}: {first}"
+            ) from None
         self.request = self.compiled.create_infer_request()
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         res = self.request.infer({0: x}, share_inputs=True)
         # copy: the request reuses its output buffers on the next call
-        return {n: np.array(res[o]) for n, o in zip(self.output_names, self.compiled.outputs,
-                                                     strict=True)}
+        return {
+            n: np.array(res[o])
+            for n, o in zip(self.output_names, self.compiled.outputs, strict=True)
+        }
 
     def close(self) -> None:
         self.request = None  # type: ignore[assignment]

@@ -1,0 +1,212 @@
+"""Backends, measured selection, bench and eval on a small exported model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mpox_edge.edge import select
+from mpox_edge.edge.backends import load_backend, probe_all
+from mpox_edge.edge.errors import BackendUnavailableError, UsageError
+from mpox_edge.edge.manifest import ModelDir
+from mpox_edge.edge.runtime import Classifier
+
+CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mpox_edge.edge.cli", *args], capture_output=True, text=True, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A labelled folder of photo-like images, with one corrupt file to be counted."""
+    from mpox_edge.converters.parity import synthetic_images
+
+    d = tmp_path_factory.mktemp("imgs")
+    imgs = synthetic_images(8, seed=3)
+    for i, img in enumerate(imgs):
+        sub = d / CLASSES[i % 4]
+        sub.mkdir(exist_ok=True)
+        cv2.imwrite(str(sub / f"{i}.jpg"), img)
+    (d / "Monkeypox" / "corrupt.jpg").write_bytes(b"\xff\xd8 broken")
+    return d
+
+
+def test_probe_reports_without_loading() -> None:
+    probes = {p.name: p for p in probe_all()}
+    assert probes["onnxruntime"].available and "cpu" in probes["onnxruntime"].devices
+    assert set(probes) == {"onnxruntime", "openvino"}
+
+
+def test_backends_agree_and_unavailable_is_an_error(tiny_model_dir: Path) -> None:
+    md = ModelDir.load(tiny_model_dir)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    a = load_backend(md, "onnxruntime").infer(x)
+    b = load_backend(md, "openvino").infer(x)
+    assert set(a) >= {"logits"} and np.abs(a["logits"] - b["logits"]).max() < 1e-4
+    with pytest.raises(BackendUnavailableError, match="no device"):
+        load_backend(md, "onnxruntime", device="tensorrt-nope")
+    with pytest.raises(UsageError):
+        load_backend(md, "tflite")
+    with pytest.raises(BackendUnavailableError, match="int8"):
+        load_backend(md, "onnxruntime", precision="int8")
+
+
+def test_auto_measures_every_candidate_and_caches(tiny_model_dir: Path, tmp_path: Path) -> None:
+    md = ModelDir.load(tiny_model_dir)
+    logs: list[str] = []
+    d = select.select_backend(md, cache_dir=tmp_path, warmup=2, runs=5, log=logs.append)
+    timed = [c for c in d["candidates"] if "median_ms" in c]
+    assert {c["backend"] for c in timed} == {"onnxruntime", "openvino"}
+    assert d["median_ms"] == min(c["median_ms"] for c in timed)
+    assert not d["cached"] and len(logs) >= 2
+    again = select.select_backend(md, cache_dir=tmp_path, log=logs.append)
+    assert again["cached"] and again["backend"] == d["backend"]
+    fresh = select.select_backend(
+        md, cache_dir=tmp_path, reselect=True, warmup=1, runs=3, log=logs.append
+    )
+    assert not fresh["cached"]
+
+
+def test_int8_without_measured_drop_is_never_a_candidate(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    md = ModelDir.load(d)
+    art = md.make_artifact(fmt="onnx", precision="int8", path="model.onnx")
+    md.manifest.replace_artifact(art)
+    cands = select.candidates(md)
+    int8 = [c for c in cands if c["precision"] == "int8"]
+    assert int8 and not any(c["ok"] for c in int8)
+    assert "never measured" in int8[0]["reason"]
+    md.manifest.replace_artifact(
+        md.make_artifact(
+            fmt="onnx", precision="int8", path="model.onnx", extra={"accuracy_drop": 3.0}
+        )
+    )
+    assert "loses" in [c for c in select.candidates(md) if c["precision"] == "int8"][0]["reason"]
+
+
+def test_classifier_predicts_with_timings(tiny_model_dir: Path) -> None:
+    clf = Classifier.open(tiny_model_dir, backend="onnxruntime")
+    frame = np.full((1080, 1920, 3), 128, np.uint8)
+    p = clf.predict(frame, with_features=True)
+    assert p.probs.shape == (4,) and abs(p.probs.sum() - 1) < 1e-6
+    assert p.label in CLASSES
+    assert set(p.timings_ms) == {"preprocess", "inference", "postprocess", "end_to_end"}
+    assert p.features is not None and p.features.ndim == 3
+
+
+def test_bench_json_report(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    r = _cli(
+        "bench",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(image_dir),
+        "--backend",
+        "openvino",
+        "--runs",
+        "10",
+        "--warmup",
+        "2",
+        "--json",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["schema"] == "mpox-edge.bench/1"
+    assert rep["backend"]["name"] == "openvino" and rep["backend"]["precision"] == "fp32"
+    for stage in ("decode", "preprocess", "inference", "postprocess", "end_to_end"):
+        s = rep["latency_ms"][stage]
+        assert s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+    assert rep["accuracy"]["n"] == 8 and rep["accuracy"]["n_skipped"] == 1
+    assert "corrupt.jpg" in rep["accuracy"]["skipped"][0]["path"]
+    assert rep["peak_rss_mb"] > 0 and rep["cold_start_s"] > 0
+    assert "screening" in rep["accuracy"]
+    assert "p50" in r.stdout and "peak RSS" in r.stdout
+
+
+def test_bench_auto_logs_candidates(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
+    env = {**__import__("os").environ, "MPOX_EDGE_CACHE": str(tmp_path)}
+    r = _cli(
+        "bench",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(image_dir),
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--no-accuracy",
+        "--json",
+        "-",
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["backend"]["requested"] == "auto"
+    assert rep["backend"]["selection"]["candidates"]
+    assert "auto:" in r.stderr
+
+
+@pytest.mark.parametrize("damage", ["tamper", "manifest", "missing"])
+def test_bench_bad_model_is_one_line(
+    tiny_model_dir: Path, image_dir: Path, tmp_path: Path, damage: str
+) -> None:
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    if damage == "tamper":
+        with open(d / "model.onnx", "r+b") as f:
+            f.seek(200)
+            f.write(b"\x00\x01\x02")
+    elif damage == "manifest":
+        (d / "manifest.json").write_text("{ broken")
+    else:
+        (d / "model.onnx").unlink()
+    r = _cli(
+        "bench",
+        "--model",
+        str(d),
+        "--data",
+        str(image_dir),
+        "--backend",
+        "onnxruntime",
+        "--runs",
+        "2",
+    )
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_eval_compare_and_bad_args(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
+    r = _cli(
+        "eval",
+        str(tiny_model_dir),
+        str(tiny_model_dir),
+        "--data",
+        str(image_dir),
+        "--compare",
+        "--json",
+        "-",
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)["results"]
+    assert len(res) == 2 and all("practicality_score" in x for x in res)
+    assert res[0]["n_skipped"] == 1
+    r = _cli("eval", str(tiny_model_dir), "--data", str(tmp_path / "nope"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    r = _cli("bench", "--model", str(tiny_model_dir), "--frame-size", "huge")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
