@@ -95,24 +95,45 @@ def _versions() -> dict[str, str]:
     return vs
 
 
-def time_candidate(
-    md: ModelDir, c: dict[str, Any], x: np.ndarray, *, threads: int | None, warmup: int, runs: int
-) -> float:
-    """Median inference latency in ms for one candidate on the real model and input."""
-    be = load_backend(
-        md, c["backend"], device=c["device"], precision=c["precision"], threads=threads
-    )
+def time_candidates(
+    md: ModelDir,
+    cands: list[dict[str, Any]],
+    x: np.ndarray,
+    *,
+    threads: int | None,
+    warmup: int,
+    runs: int,
+    block: int = 10,
+) -> dict[int, float]:
+    """Median inference latency (ms) per candidate index, timed round-robin.
+
+    All candidates are loaded and warmed first, then timed in turn in short blocks, so a
+    burst of load from another process hits every candidate alike instead of biasing
+    whichever happened to be timed during it. Blocks (not single runs) because runtimes keep
+    their thread pools spinning for a moment after each call, which would slow the next
+    candidate's first run.
+    """
+    loaded = {}
     try:
-        for _ in range(warmup):
-            be.infer(x)
-        ts = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            be.infer(x)
-            ts.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(ts)
+        for i, c in enumerate(cands):
+            loaded[i] = load_backend(
+                md, c["backend"], device=c["device"], precision=c["precision"], threads=threads
+            )
+            for _ in range(warmup):
+                loaded[i].infer(x)
+        ts: dict[int, list[float]] = {i: [] for i in loaded}
+        while any(len(v) < runs for v in ts.values()):
+            for i, be in loaded.items():
+                for _ in range(2):  # let the previous candidate's spinning threads settle
+                    be.infer(x)
+                for _ in range(min(block, runs - len(ts[i]))):
+                    t0 = time.perf_counter()
+                    be.infer(x)
+                    ts[i].append((time.perf_counter() - t0) * 1e3)
+        return {i: statistics.median(v) for i, v in ts.items()}
     finally:
-        be.close()
+        for be in loaded.values():
+            be.close()
 
 
 def select_backend(
@@ -157,19 +178,21 @@ def select_backend(
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, spec.input_size, spec.input_size)).astype(np.float32)
     cands = candidates(md, max_drop=max_drop)
+    runnable = []
     for c in cands:
         if not c["ok"]:
             say(f"auto: reject {c['backend']}/{c['device']}/{c['precision']}: {c['reason']}")
             continue
-        try:
-            c["median_ms"] = time_candidate(md, c, x, threads=threads, warmup=warmup, runs=runs)
-            say(
-                f"auto: {c['backend']}/{c['device']}/{c['precision']}: "
-                f"median {c['median_ms']:.3f} ms"
-            )
+        try:  # a candidate that cannot even load is rejected with its reason
+            time_candidates(md, [c], x, threads=threads, warmup=1, runs=1)
+            runnable.append(c)
         except MpoxEdgeError as e:
             c.update(ok=False, reason=str(e))
             say(f"auto: reject {c['backend']}/{c['device']}/{c['precision']}: {e}")
+    medians = time_candidates(md, runnable, x, threads=threads, warmup=warmup, runs=runs)
+    for i, c in enumerate(runnable):
+        c["median_ms"] = medians[i]
+        say(f"auto: {c['backend']}/{c['device']}/{c['precision']}: median {medians[i]:.3f} ms")
     timed = [c for c in cands if c["ok"] and "median_ms" in c]
     if not timed:
         raise BackendUnavailableError(

@@ -60,24 +60,38 @@ class OpenVINOBackend:
         if artifact.precision == "fp32" or self.device == "cpu":
             # int8 layers stay int8 under this hint; only float layers are kept in f32.
             config["INFERENCE_PRECISION_HINT"] = "f32"
+        self._core, self._config, self._path = core, config, path
+        size = model.manifest.preprocess.input_size
+        # Batch 1 is what a camera pipeline runs: compile it static (the CPU plugin picks
+        # better kernels for static shapes); other batch sizes get a dynamic twin on demand.
+        self.compiled = self._compile(static_shape=[1, 3, size, size])
+        self.request = self.compiled.create_infer_request()
+        self._dynamic: Any = None
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+
+    def _compile(self, static_shape: list[int] | None) -> Any:
         try:
-            self.compiled = core.compile_model(str(path), self.device.upper(), config)
+            m = self._core.read_model(str(self._path))
+            if static_shape is not None:
+                m.reshape({m.inputs[0].get_any_name(): static_shape})
+            return self._core.compile_model(m, self.device.upper(), self._config)
         except Exception as e:  # OpenVINO raises RuntimeError with a long message
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BackendUnavailableError(
-                f"openvino could not compile {path.name} on {self.device}: {first}"
+                f"openvino could not compile {self._path.name} on {self.device}: {first}"
             ) from None
-        self.request = self.compiled.create_infer_request()
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        res = self.request.infer({0: x}, share_inputs=True)
+        if x.shape[0] == 1:
+            req, outs = self.request, self.compiled.outputs
+        else:
+            if self._dynamic is None:
+                self._dynamic = self._compile(static_shape=None).create_infer_request()
+            req, outs = self._dynamic, self._dynamic.model_outputs
+        res = req.infer({0: x}, share_inputs=True)
         # copy: the request reuses its output buffers on the next call
-        return {
-            n: np.array(res[o])
-            for n, o in zip(self.output_names, self.compiled.outputs, strict=True)
-        }
+        return {n: np.array(res[o]) for n, o in zip(self.output_names, outs, strict=True)}
 
     def close(self) -> None:
-        self.request = None  # type: ignore[assignment]
+        self.request = self._dynamic = None  # type: ignore[assignment]
         self.compiled = None  # type: ignore[assignment]
