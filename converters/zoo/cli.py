@@ -48,4 +48,5 @@ def run(args: argparse.Namespace) -> int:
             f"{r['name']:<22}{r['params_m']:>8.2f}M{r['mflops']:>10.1f}{r['input_size']:>7}  "
             f"{paper:>7}  {'yes' if r['pretrained'] else 'no':<9}{r['cam'] or '-':<7}"
         )
+    print("MFLOPs are multiply-adds at the input size (the MobileNet/ShuffleNet convention).")
     return 0
