@@ -1,0 +1,286 @@
+"""The daemon's one TOML file, validated into dataclasses before anything starts.
+
+Every problem is reported (all of them, one line each, naming the section and key), so an
+operator fixing a kiosk over a slow SSH link does not play whack-a-mole. Unknown keys are
+errors too: a typo such as ``refer_treshold`` must not silently keep the default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+try:
+    import tomllib  # Python >= 3.11
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        tomllib = None  # type: ignore[assignment]
+
+DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
+
+
+def default_state_dir() -> str:
+    """systemd's StateDirectory= when run as the service, else a per-user directory."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "mpox-edge")
+
+
+@dataclass
+class ModelConfig:
+    dir: str = ""  # empty: the model shipped with the package
+    backend: str = "auto"  # auto = measured fastest, cached in state_dir
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int = 0  # 0: all cores
+    warmup: int = 5  # untimed frames before READY=1
+
+    def check(self) -> list[str]:
+        e = []
+        if self.backend not in ("auto", "onnxruntime", "openvino"):
+            e.append(f"backend must be auto, onnxruntime or openvino, not {self.backend!r}")
+        if self.precision not in ("fp32", "int8"):
+            e.append(f"precision must be fp32 or int8, not {self.precision!r}")
+        if self.threads < 0 or self.warmup < 0:
+            e.append("threads and warmup must be >= 0")
+        if self.dir and not Path(self.dir).is_dir():
+            e.append(f"dir {self.dir!r} is not a directory")
+        return e
+
+
+@dataclass
+class SourceConfig:
+    uri: str = "csi://0"
+    loop: bool = False  # file:// restarts at the end
+    realtime: bool = False  # file:// plays at its own frame rate, dropping like a camera
+    watch: bool = True  # dir:// waits for new images instead of ending
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    mjpg: bool = True  # USB cameras: MJPG keeps 720p at 30 fps on USB 2
+    read_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def check(self) -> list[str]:
+        e = []
+        if not self.uri:
+            e.append("uri must not be empty")
+        if self.width < 0 or self.height < 0 or self.fps < 0:
+            e.append("width, height and fps must be >= 0 (0: the camera's default)")
+        if self.read_timeout_s <= 0:
+            e.append("read_timeout_s must be > 0")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            e.append("need 0 < backoff_initial_s <= backoff_max_s")
+        return e
+
+
+@dataclass
+class DecisionConfig:
+    positive_class: str = ""  # empty: the manifest's positive_class (or its mpox class)
+    refer_threshold: float = 0.5  # smoothed positive probability that means "refer"
+    smoothing: int = 5  # frames averaged for video sources (stills: 1)
+    min_sharpness: float = 40.0  # Laplacian variance on a 256-511 px grey copy; below: retake
+    min_brightness: float = 40.0  # mean grey level; below -> retake (too dark)
+    max_brightness: float = 215.0
+    max_clipped: float = 0.3  # fraction of pixels at 0-4 or 251-255; above -> retake
+
+    def check(self) -> list[str]:
+        e = []
+        if not 0.0 < self.refer_threshold < 1.0:
+            e.append(f"refer_threshold must be between 0 and 1, not {self.refer_threshold}")
+        if not 1 <= self.smoothing <= 300:
+            e.append(f"smoothing must be 1..300 frames, not {self.smoothing}")
+        if not 0 <= self.min_brightness < self.max_brightness <= 255:
+            e.append("need 0 <= min_brightness < max_brightness <= 255")
+        if self.min_sharpness < 0 or not 0 < self.max_clipped <= 1:
+            e.append("min_sharpness must be >= 0 and max_clipped in (0, 1]")
+        return e
+
+
+@dataclass
+class RoiConfig:
+    enabled: bool = False
+    # Haar cascades: names inside OpenCV's cv2.data.haarcascades, or absolute paths (hands).
+    cascades: list[str] = field(default_factory=lambda: ["haarcascade_frontalface_default.xml"])
+    margin: float = 0.25  # grow the detected box by this fraction on each side
+    min_size: int = 64  # pixels; smaller detections are ignored
+
+    def check(self) -> list[str]:
+        e = []
+        if self.enabled and not self.cascades:
+            e.append("cascades must name at least one cascade when enabled")
+        if not 0 <= self.margin <= 2 or self.min_size < 8:
+            e.append("margin must be 0..2 and min_size >= 8")
+        return e
+
+
+@dataclass
+class EventsConfig:
+    path: str = ""  # empty: <state_dir>/events.jsonl
+    max_bytes: int = 10_000_000
+    backups: int = 5
+    every_frame: bool = False  # False: log when the decision changes (and every still image)
+    snapshots: bool = False  # patient images stay off the disk unless asked for
+    snapshot_dir: str = ""  # empty: <state_dir>/snapshots
+    snapshot_labels: list[str] = field(default_factory=lambda: ["refer"])
+    max_snapshots: int = 500
+
+    def check(self) -> list[str]:
+        e = []
+        if self.max_bytes < 4096 or self.backups < 0 or self.max_snapshots < 1:
+            e.append("need max_bytes >= 4096, backups >= 0 and max_snapshots >= 1")
+        bad = set(self.snapshot_labels) - {"refer", "clear", "retake"}
+        if bad:
+            e.append(f"snapshot_labels: unknown decision(s) {sorted(bad)} (refer, clear, retake)")
+        return e
+
+
+@dataclass
+class HttpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0: any free port (tests)
+    token: str = ""  # required for a non-loopback host; sent as "Authorization: Bearer ..."
+    latest_jpg: bool = True
+
+    def check(self) -> list[str]:
+        e = []
+        if not 0 <= self.port <= 65535:
+            e.append(f"port must be 0..65535, not {self.port}")
+        if self.enabled and not is_loopback(self.host) and len(self.token) < 16:
+            e.append(
+                f"host {self.host!r} is reachable from the network: set token to a random "
+                "string of at least 16 characters (openssl rand -hex 24)"
+            )
+        return e
+
+
+@dataclass
+class Config:
+    state_dir: str = field(default_factory=default_state_dir)
+    explain: bool = False  # heatmap overlay on /latest.jpg when edge/explain.py provides it
+    model: ModelConfig = field(default_factory=ModelConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    roi: RoiConfig = field(default_factory=RoiConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    origin: str = field(default="<defaults>", compare=False)  # not a TOML key
+
+    @property
+    def events_path(self) -> Path:
+        return Path(self.events.path or Path(self.state_dir) / "events.jsonl")
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return Path(self.events.snapshot_dir or Path(self.state_dir) / "snapshots")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typing.get_origin(tp) is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _build(cls: type, data: dict[str, Any], where: str, errors: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls) if f.name != "origin"]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(f"{where}{key}: unknown key{hint}")
+            continue
+        tp = hints[key]
+        if is_dataclass(tp):
+            if not isinstance(value, dict):
+                errors.append(f"[{key}]: must be a table")
+                continue
+            kwargs[key] = _build(tp, value, f"[{key}] ", errors)
+        elif not _type_ok(value, tp):
+            errors.append(f"{where}{key}: must be {_type_name(tp)}, not {value!r}")
+        else:
+            kwargs[key] = float(value) if tp is float else value
+    obj = cls(**kwargs)
+    if hasattr(obj, "check"):
+        errors.extend(f"{where}{msg}" for msg in obj.check())
+    return obj
+
+
+def from_dict(data: dict[str, Any], origin: str = "<dict>") -> Config:
+    """Validate a parsed TOML document; raises one ConfigError listing every problem."""
+    errors: list[str] = []
+    cfg = _build(Config, data, "", errors)
+    if errors:
+        raise ConfigError(f"{origin}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
+    cfg.origin = origin
+    return cfg
+
+
+def load(
+    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Read and validate the file; the default path may be absent (then: defaults).
+
+    ``overrides`` (``{"source.uri": ..., "http.port": 0}``, from the command line) are
+    applied before validation, and again at every SIGHUP reload.
+    """
+    p = Path(path) if path else DEFAULT_PATH
+    data: dict[str, Any] = {}
+    if p.is_file():
+        if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
+            raise ConfigError(
+                "reading TOML on Python 3.10 needs the tomli package: pip install tomli"
+            )
+        try:
+            with open(p, "rb") as f:
+                data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+    elif path is not None:
+        raise ConfigError(f"config file {p} does not exist")
+    for dotted, value in (overrides or {}).items():
+        *sections, key = dotted.split(".")
+        node = data
+        for sec in sections:
+            if not isinstance(node.get(sec), dict):
+                node[sec] = {}
+            node = node[sec]
+        node[key] = value
+    return from_dict(data, str(p) if p.is_file() else "<defaults>")

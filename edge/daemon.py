@@ -1,0 +1,277 @@
+"""The kiosk daemon: model, capture thread, frame loop, event log and HTTP API together.
+
+Start-up order is what systemd's ``Type=notify`` promises: the model is loaded and warmed up
+*before* READY=1. The frame loop pings WATCHDOG=1 itself, so a hung model trips WatchdogSec,
+while a missing camera does not (the loop keeps turning and reports "camera unavailable").
+Signals only set flags; the loop acts on them between frames, so a SIGTERM finishes the
+current frame, and a SIGHUP reload that does not validate leaves the running config alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, config
+from .capture import Backoff, Capture, LatestFrame
+from .errors import MpoxEdgeError
+from .httpapi import ApiServer
+from .pipeline import Pipeline, Result
+from .recorder import Recorder
+from .sdnotify import Notifier
+from .sources import Source, open_source
+from .status import DaemonView
+from .telemetry import Telemetry
+from .visual import Explainer
+
+log = logging.getLogger("mpox_edge.daemon")
+ClassifierFactory = Callable[[config.Config], Any]
+
+
+def open_classifier(cfg: config.Config) -> Any:
+    """The real model, through the same ``Classifier`` as bench and eval."""
+    from .runtime import Classifier
+
+    m = cfg.model
+    return Classifier.open(
+        m.dir or None,
+        backend=m.backend,
+        device=m.device,
+        precision=m.precision,
+        threads=m.threads or None,
+        cache_dir=cfg.state_dir,
+        log=log.info,
+    )
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: config.Config,
+        *,
+        reload_config: Callable[[], config.Config] | None = None,
+        classifier_factory: ClassifierFactory = open_classifier,
+        source_factory: Callable[[config.SourceConfig], Source] | None = None,
+        notifier: Notifier | None = None,
+        once: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.reload_config = reload_config
+        self.classifier_factory = classifier_factory
+        self.source_factory = source_factory or (lambda sc: open_source(sc.uri, sc))
+        self.notifier = notifier or Notifier()
+        self.once = once
+        self.telemetry = Telemetry()
+        self.buffer = LatestFrame()
+        self.explainer = Explainer()
+        self.classifier: Any = None
+        self.pipeline: Pipeline | None = None
+        self.capture: Capture | None = None
+        self.recorder: Recorder | None = None
+        self.http: ApiServer | None = None
+        self.latest: Result | None = None
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.heartbeat = time.monotonic()
+        self._camera_state = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Everything up to READY=1; raises MpoxEdgeError for what the operator must fix."""
+        cfg = self.cfg
+        try:
+            Path(cfg.state_dir).mkdir(parents=True, exist_ok=True)
+            self.recorder = Recorder(cfg, self.telemetry)
+        except OSError as e:
+            raise config.ConfigError(f"event log in {cfg.state_dir}: {e}") from None
+        self.notifier.status("loading model")
+        with self.notifier.keepalive():
+            self.classifier = self._load_model(cfg)
+        self.pipeline = Pipeline(
+            self.classifier, cfg.decision, cfg.roi, with_features=self.explainer.wanted(cfg)
+        )
+        self._start_http(cfg)
+        self._start_capture(cfg)
+        self._event({"event": "start", "version": __version__, **self.model_info()})
+        self.notifier.ready(f"ready; camera {self.capture.state if self.capture else '-'}")
+        log.info("ready: %s on %s", self.model_info()["model"], self.model_info()["backend"])
+
+    def _load_model(self, cfg: config.Config) -> Any:
+        clf = self.classifier_factory(cfg)
+        try:
+            w, h = cfg.source.width or 640, cfg.source.height or 480
+            dummy = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+            for _ in range(cfg.model.warmup):
+                clf.predict(dummy, color_order="BGR")
+        except BaseException:
+            clf.close()
+            raise
+        return clf
+
+    def _start_http(self, cfg: config.Config) -> None:
+        if cfg.http.enabled:
+            try:
+                view = DaemonView(self)
+                self.http = ApiServer(view, cfg.http.host, cfg.http.port, cfg.http.token).start()
+            except OSError as e:
+                raise config.ConfigError(
+                    f"[http] cannot listen on {cfg.http.host}:{cfg.http.port}: {e.strerror or e}"
+                ) from None
+            log.info("listening on %s", self.http.url)
+
+    def _start_capture(self, cfg: config.Config) -> None:
+        sc = cfg.source
+        self.capture = Capture(
+            lambda: self.source_factory(sc),
+            self.buffer,
+            self.telemetry,
+            backoff=Backoff(sc.backoff_initial_s, sc.backoff_max_s),
+            read_timeout_s=sc.read_timeout_s,
+            stop_at_end=self.once,
+            uri=sc.uri,
+        )
+        self.capture.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def run(self, max_frames: int = 0) -> int:
+        """The frame loop; returns when stopped, at the end of a --once source, or max_frames."""
+        assert self.pipeline and self.capture and self.recorder
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            self.notifier.watchdog()
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            self.capture.poll()
+            self._note_camera()
+            frame = self.buffer.get(timeout=0.1)
+            if frame is None:
+                if self.capture.ended:
+                    break
+                continue
+            try:
+                r = self.pipeline.process(frame)
+            except Exception as e:  # noqa: BLE001 - one bad frame must not stop the kiosk
+                self.telemetry.inc("frames_failed_total")
+                log.error("frame %d failed: %s", frame.seq, e)
+                continue
+            self.telemetry.observe_ms(r.timings_ms)
+            self.telemetry.decided(r.decision.label)
+            self.recorder.decision(
+                r, self.classifier.classes, self.pipeline.positive_class, self.model_info(True)
+            )
+            self.latest = r
+            if max_frames and self.telemetry.get("frames_processed_total") >= max_frames:
+                break
+        return 0
+
+    def stop(self) -> None:
+        """Release everything; each step bounded so SIGTERM -> exit stays under 2 s."""
+        self.notifier.stopping()
+        if self.capture:
+            self.capture.stop(timeout=0.5)
+        if self.http:
+            self.http.close()
+        if self.recorder:
+            self._event({"event": "stop", **self.counts()})
+            self.recorder.close()
+        if self.classifier is not None:
+            self.classifier.close()
+
+    # -- SIGHUP -------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the config; apply what changed, or keep everything if it does not validate."""
+        if self.reload_config is None:
+            return
+        self.notifier.reloading()
+        old = self.cfg
+        try:
+            new = self.reload_config()
+            clf = self.classifier
+            if asdict(new.model) != asdict(old.model):
+                with self.notifier.keepalive():
+                    clf = self._load_model(new)
+            assert self.pipeline is not None
+            prev = self.pipeline.classifier
+            self.pipeline.classifier = clf
+            try:
+                self.pipeline.configure(new.decision, new.roi)
+            except MpoxEdgeError:
+                self.pipeline.classifier = prev
+                if clf is not prev:
+                    clf.close()
+                raise
+            if clf is not prev:
+                prev.close()
+                self.classifier = clf
+        except MpoxEdgeError as e:
+            log.error("reload rejected, keeping the running configuration: %s", e)
+            self._event({"event": "reload", "ok": False, "error": str(e)})
+            self.notifier.ready("reload rejected: see the journal")
+            return
+        self.pipeline.with_features = self.explainer.wanted(new)
+        if self.recorder:
+            self.recorder.reconfigure(new)
+        if asdict(new.source) != asdict(old.source) and self.capture is not None:
+            self.capture.stop(timeout=0.5)
+            self._start_capture(new)
+        if asdict(new.http) != asdict(old.http):
+            self._restart_http(old, new)
+        self.cfg = new
+        self._event({"event": "reload", "ok": True})
+        self.notifier.ready("reloaded")
+        log.info("configuration reloaded from %s", new.origin)
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _restart_http(self, old: config.Config, new: config.Config) -> None:
+        if self.http:
+            self.http.close()
+            self.http = None
+        for cfg in (new, old):  # the new address taken: keep serving where we were
+            try:
+                self._start_http(cfg)
+                return
+            except config.ConfigError as e:
+                log.error("reload: %s", e)
+
+    def _event(self, ev: dict[str, Any]) -> dict[str, Any]:
+        return self.recorder.event(ev) if self.recorder else ev
+
+    def _note_camera(self) -> None:
+        cap = self.capture
+        if cap is None or cap.state == self._camera_state:
+            return
+        self._camera_state = cap.state
+        if cap.state in ("streaming", "unavailable"):
+            self._event({"event": "camera", "state": cap.state, "error": cap.last_error})
+            self.notifier.status(
+                f"camera {cap.state}"
+                + (f": {cap.last_error}" if cap.state == "unavailable" else "")
+            )
+
+    def model_info(self, short: bool = False) -> dict[str, str]:
+        clf = self.classifier
+        art = getattr(getattr(clf, "backend", None), "artifact", None)
+        md = getattr(clf, "model", None)
+        info = {
+            "backend": str(getattr(clf, "description", type(clf).__name__)),
+            "model_sha256": str(getattr(art, "sha256", "")),
+        }
+        if not short:
+            info["model"] = str(getattr(md, "path", ""))
+        return info
+
+    def counts(self) -> dict[str, int]:
+        return {k.removesuffix("_total"): v for k, v in self.telemetry.counters.items()}

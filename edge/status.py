@@ -1,0 +1,111 @@
+"""What the HTTP API shows of a running daemon: health, status JSON, metrics, latest frame.
+
+Read-only views of state the frame loop publishes; nothing here blocks or touches the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .pipeline import Result
+from .recorder import clean
+from .telemetry import cpu_temp_c, rss_bytes
+from .visual import render_jpeg
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+STALL_S = 10.0  # /healthz fails when the frame loop has not turned for this long
+
+
+class DaemonView:
+    """The ``httpapi.Provider`` of a Daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self._jpeg: tuple[Result, bytes] | None = None
+
+    def health(self) -> tuple[bool, str]:
+        d = self.d
+        age = time.monotonic() - d.heartbeat
+        cam = d.capture.state if d.capture else "-"
+        if age > STALL_S:
+            return False, f"frame loop stalled for {age:.0f} s"
+        return True, f"ok; camera {cam}"
+
+    def status(self) -> dict[str, Any]:
+        d = self.d
+        cap = d.capture
+        clf = d.classifier
+        md = getattr(clf, "model", None)
+        return {
+            "version": __version__,
+            "uptime_s": round(d.telemetry.uptime(), 1),
+            **d.model_info(),
+            "architecture": getattr(getattr(md, "manifest", None), "architecture", ""),
+            "classes": list(getattr(clf, "classes", [])),
+            "selection": {
+                k: v
+                for k, v in (getattr(clf, "selection", None) or {}).items()
+                if k != "candidates"
+            },
+            "fps": round(d.telemetry.fps(), 2),
+            "camera": {
+                "state": cap.state if cap else "-",
+                "uri": d.cfg.source.uri,
+                "error": cap.last_error if cap else "",
+                "since": cap.state_since if cap else None,
+            },
+            "last_decision": self._last_decision(),
+            "frames": d.counts(),
+            "roi": d.pipeline.roi.reason or "on" if d.pipeline else "-",
+            "explain": d.explainer.wanted(d.cfg),
+            "config": d.cfg.origin,
+        }
+
+    def _last_decision(self) -> dict[str, Any] | None:
+        d = self.d
+        r = d.latest
+        if r is None:
+            return None
+        d = r.decision
+        return {
+            "decision": d.label,
+            "p_positive": clean(d.p_positive),
+            "reason": d.reason,
+            "top_class": d.top_class,
+            "top_prob": clean(d.top_prob),
+            "window": d.window,
+            "frame": r.frame.seq,
+            "name": r.frame.name,
+            "age_s": round(time.monotonic() - r.frame.t_capture, 3),
+        }
+
+    def metrics_text(self) -> str:
+        d = self.d
+        cap = d.capture
+        gauges = {
+            "camera_up": (
+                float(cap is not None and cap.state == "streaming"),
+                "1 while the source delivers frames",
+            ),
+            "fps": (d.telemetry.fps(), "processed frames per second (last 10 s)"),
+            "uptime_seconds": (d.telemetry.uptime(), "seconds since start"),
+            "process_resident_memory_bytes": (float(rss_bytes()), "resident set size"),
+            "cpu_temperature_celsius": (cpu_temp_c(), "SoC temperature (NaN: no sensor)"),
+        }
+        return d.telemetry.render(gauges, d.model_info(short=True))
+
+    def latest_jpeg(self) -> bytes | None:
+        d = self.d
+        r = d.latest
+        if r is None or not d.cfg.http.latest_jpg:
+            return None
+        cached = self._jpeg
+        if cached is not None and cached[0] is r:
+            return cached[1]
+        jpg = render_jpeg(r, d.explainer.overlay_fn(d.cfg, d.classifier))
+        self._jpeg = (r, jpg)
+        return jpg
