@@ -30,9 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _available() -> dict[str, object]:
+def _load(names: Sequence[str]) -> dict[str, object]:
     mods = {}
-    for name, (modname, _) in COMMANDS.items():
+    for name in names:
+        modname = COMMANDS[name][0]
         try:
             mods[name] = importlib.import_module(modname)
         except ModuleNotFoundError as e:
@@ -42,7 +43,9 @@ def _available() -> dict[str, object]:
     return mods
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    """The parser; with ``only``, just that command's module is imported (a device running
+    ``serve`` never imports host-side code)."""
     parser = argparse.ArgumentParser(
         prog="mpox-edge",
         description="Edge inference runtime for mpox skin-lesion screening.",
@@ -50,15 +53,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser.add_argument("--version", action="version", version=f"mpox-edge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    mods = _available()
-    for name, mod in mods.items():
+    mods = _load([only] if only else list(COMMANDS))
+    for name in COMMANDS:
+        if name not in mods and only is None:
+            continue
         p = sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
-        mod.add_arguments(p)  # type: ignore[attr-defined]
+        if name in mods:
+            mods[name].add_arguments(p)  # type: ignore[attr-defined]
     return parser, mods
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    for a in argv:
+        if a in COMMANDS:
+            return a
+        if not a.startswith("-"):
+            return None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, mods = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, mods = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -48,6 +48,10 @@ def open_classifier(cfg: config.Config) -> Any:
         threads=m.threads or None,
         cache_dir=cfg.state_dir,
         log=log.info,
+        # the capture thread shares the cores: ONNX Runtime must not spin-wait between frames;
+        # a TensorRT engine cache must live in the writable state directory (ProtectSystem)
+        spin=False,
+        trt_cache_dir=str(Path(cfg.state_dir) / "trt-cache") if cfg.state_dir else None,
     )
 
 

@@ -148,6 +148,8 @@ def format_report(r: dict[str, Any]) -> list[str]:
             f"{_pct(s['sensitivity'])} (95% CI {_pct(lo)}-{_pct(hi)}), specificity "
             f"{_pct(s['specificity'])} (95% CI {_pct(slo)}-{_pct(shi)})"
         )
+    if r.get("unmatched_folders"):
+        lines.append(f"  folders matching no class (ignored): {', '.join(r['unmatched_folders'])}")
     for sk in r["skipped"][:10]:
         lines.append(f"  skipped {sk['path']}: {sk['reason']}")
     if r["n_skipped"] > 10:

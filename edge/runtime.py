@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,14 +65,24 @@ class Classifier:
         reselect: bool = False,
         cache_dir: str | Path | None = None,
         log: object = None,
+        **backend_options: Any,
     ) -> Classifier:
-        """Open a model; ``backend='auto'`` measures the candidates (or reuses the cached pick)."""
+        """Open a model; ``backend='auto'`` measures the candidates (or reuses the cached pick).
+
+        ``backend_options`` reach the backend (e.g. ``spin=False``, ``trt_cache_dir=...`` for
+        ONNX Runtime); the ones a backend does not know are ignored by it.
+        """
         md = ModelDir.load(model_dir or default_model_dir())
         if backend == "auto":
             from .select import select_backend
 
             choice = select_backend(
-                md, threads=threads, reselect=reselect, cache_dir=cache_dir, log=log
+                md,
+                threads=threads,
+                reselect=reselect,
+                cache_dir=cache_dir,
+                log=log,
+                backend_options=backend_options,
             )
             be = load_backend(
                 md,
@@ -79,9 +90,12 @@ class Classifier:
                 device=choice["device"],
                 precision=choice["precision"],
                 threads=threads,
+                **backend_options,
             )
             return cls(md, be, selection=choice)
-        be = load_backend(md, backend, device=device, precision=precision, threads=threads)
+        be = load_backend(
+            md, backend, device=device, precision=precision, threads=threads, **backend_options
+        )
         return cls(md, be)
 
     @property

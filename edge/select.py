@@ -104,6 +104,7 @@ def time_candidates(
     warmup: int,
     runs: int,
     block: int = 10,
+    backend_options: dict[str, Any] | None = None,
 ) -> dict[int, float]:
     """Median inference latency (ms) per candidate index, timed round-robin.
 
@@ -117,7 +118,12 @@ def time_candidates(
     try:
         for i, c in enumerate(cands):
             loaded[i] = load_backend(
-                md, c["backend"], device=c["device"], precision=c["precision"], threads=threads
+                md,
+                c["backend"],
+                device=c["device"],
+                precision=c["precision"],
+                threads=threads,
+                **(backend_options or {}),
             )
             for _ in range(warmup):
                 loaded[i].infer(x)
@@ -146,6 +152,7 @@ def select_backend(
     warmup: int = 10,
     runs: int = 50,
     log: Any = None,
+    backend_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure (or recall) the fastest candidate; returns the decision with every timing."""
     say = log or globals()["log"].info
@@ -184,12 +191,16 @@ def select_backend(
             say(f"auto: reject {c['backend']}/{c['device']}/{c['precision']}: {c['reason']}")
             continue
         try:  # a candidate that cannot even load is rejected with its reason
-            time_candidates(md, [c], x, threads=threads, warmup=1, runs=1)
+            time_candidates(
+                md, [c], x, threads=threads, warmup=1, runs=1, backend_options=backend_options
+            )
             runnable.append(c)
         except MpoxEdgeError as e:
             c.update(ok=False, reason=str(e))
             say(f"auto: reject {c['backend']}/{c['device']}/{c['precision']}: {e}")
-    medians = time_candidates(md, runnable, x, threads=threads, warmup=warmup, runs=runs)
+    medians = time_candidates(
+        md, runnable, x, threads=threads, warmup=warmup, runs=runs, backend_options=backend_options
+    )
     for i, c in enumerate(runnable):
         c["median_ms"] = medians[i]
         say(f"auto: {c['backend']}/{c['device']}/{c['precision']}: median {medians[i]:.3f} ms")

@@ -50,6 +50,7 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         trt_cache_dir: str | None = None,
         trt_fp16: bool = False,
+        spin: bool = True,
         **_: Any,
     ) -> None:
         import onnxruntime as ort
@@ -63,6 +64,9 @@ class OnnxRuntimeBackend:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        # Spin-waiting threads shave latency off back-to-back calls but steal the cores a
+        # capture thread needs; the daemon turns it off.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         providers: list[Any] = []
         for p in _DEVICE_PROVIDERS.get(self.device, []):
             if p == "TensorrtExecutionProvider":
