@@ -38,7 +38,15 @@ from mpox_edge.edge.dataset import LabelledSet, read_splits, scan_folder, split_
 from mpox_edge.edge.errors import CalibrationError, DataError, UsageError
 from mpox_edge.edge.manifest import Artifact, ModelDir
 
-from .guard import GuardResult, accuracy_report, compare, measure_latency, open_model, predict
+from .guard import (
+    GuardResult,
+    accuracy_report,
+    compare,
+    measure_latency,
+    open_model,
+    predict,
+    run_guard,
+)
 from .ort_int8 import METHODS, OP_SCOPES, OrtOptions, OrtQuantizer
 from .ov_int8 import PRESETS, OvOptions, OvQuantizer
 from .reader import CalibrationReader, ImageSet, SetCheck, check_calibration_set, load_images
@@ -134,8 +142,8 @@ class CalibrationReport:
                 f"{len(r.excluded) if r.variant else '-':>6}{_num(r.fp32_ms, '.2f'):>9}"
                 f"{_num(r.int8_ms, '.2f'):>9}{_num(r.speedup, '.2f', 'x'):>7}{size:>14}  {res}"
             )
-            for var in r.variants:
-                if var["variant"] != r.variant or not r.written:
+            for var in r.variants if len(r.variants) > 1 else []:
+                if var["variant"] != r.variant:
                     lines.append(
                         f"  {'':<12}{var['variant']:<10}{'':>7}{_pct(var['int8_accuracy']):>7}"
                         f"{_num(var['drop'], '+.2f'):>7}{_pct(var['agreement']):>7}"
@@ -438,6 +446,7 @@ def calibrate(
     work = Path(tempfile.mkdtemp(prefix=".calibrate-", suffix=".tmp", dir=md.path))
     try:
         reader = CalibrationReader(calib)
+        reader.progress = wrap
         for b in backends:
             res = _calibrate_backend(
                 md,
@@ -492,8 +501,6 @@ def _calibrate_backend(
     wrap: Any,
     say: Callable[[str], None],
 ) -> BackendResult:
-    from .guard import run_guard
-
     man = md.manifest
     pr = backend_class(backend).probe()
     if not pr.available:
@@ -526,8 +533,11 @@ def _calibrate_backend(
     results: list[GuardResult] = []
     for q in quantizers:
         say(f"{backend} {q.variant}: quantizing ({len(reader)} images, {ort_opts.method})")
-        results.append(
-            run_guard(
+        # Once a variant fits, another is only worth it as it is: keeping layers in float
+        # to make a second variant fit would only make it slower than the first.
+        limit = 0.0 if any(r.accepted for r in results) else fallback_limit
+        try:
+            res = run_guard(
                 q,
                 md,
                 validation=val,
@@ -536,14 +546,19 @@ def _calibrate_backend(
                 max_drop=max_drop,
                 min_agreement=min_agreement,
                 exclude=user_excl,
-                fallback_limit=fallback_limit,
+                fallback_limit=limit,
                 max_attempts=max_attempts,
                 threads=threads,
                 outputs=fp32_art.outputs,
                 wrap=wrap,
                 say=say,
             )
-        )
+        except CalibrationError as e:  # one variant failing must not sink the others
+            if len(quantizers) == 1:
+                raise
+            say(f"{backend} {q.variant}: {e}")
+            res = GuardResult(q.backend, q.variant, False, str(e), len(val), math.nan, excluded=[])
+        results.append(res)
     accepted = [r for r in results if r.accepted]
     variants = [
         {
@@ -618,7 +633,8 @@ def _calibrate_backend(
         "calibrated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "measured_backend": backend,
         "method": ort_opts.method,
-        "quantizer": _quantizer_record(backend, chosen.variant, ort_opts, ov_opts),
+        "quantizer": _quantizer_record(backend, chosen.variant, ort_opts, ov_opts)
+        | ({"gelu_fused": quantizers[0].gelu_fused} if backend == "onnxruntime" else {}),
         "calibration": {
             "n": len(calib),
             "per_class": check.counts,
@@ -761,7 +777,18 @@ def _install(
     fp32_art: Artifact,
     extra: dict[str, Any],
 ) -> Artifact:
-    """Move the candidate next to the fp32 artifacts (rename: atomic) and record it."""
+    """Move the candidate next to the fp32 artifacts (rename: atomic) and record it.
+
+    An older int8 artifact of this format leaves the manifest first, so a crash between
+    the renames and the final save leaves at worst a file the manifest does not name,
+    never a manifest entry whose file and measured drop do not belong together.
+    """
+    fmt = "onnx" if backend == "onnxruntime" else "openvino"
+    if md.manifest.artifact(fmt, "int8") is not None:
+        md.manifest.artifacts = [
+            a for a in md.manifest.artifacts if not (a.format == fmt and a.precision == "int8")
+        ]
+        md.save()
     dest = md.file(rel)
     weights_rel = None
     if wsuffix:
@@ -770,7 +797,7 @@ def _install(
         os.replace(candidate.with_suffix(wsuffix), md.file(weights_rel))
     os.replace(candidate, dest)
     art = md.make_artifact(
-        fmt="onnx" if backend == "onnxruntime" else "openvino",
+        fmt=fmt,
         precision="int8",
         path=rel,
         weights_path=weights_rel,
