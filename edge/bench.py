@@ -274,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_accuracy:
         acc = evaluate_set(clf, scan_folder(data_dir, clf.classes), desc="accuracy")
         acc["data"] = str(data_dir)
+        del acc["probs"], acc["labels"]
         report["accuracy"] = acc
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     clf.close()

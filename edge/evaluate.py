@@ -14,9 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import LabelledSet, scan_folder
+from .dataset import LabelledSet, read_splits, scan_folder, split_set
 from .errors import UsageError
-from .metrics import average_fps, classification_report, practicality_scores
+from .metrics import (
+    average_fps,
+    classification_report,
+    practicality_scores,
+    threshold_for_sensitivity,
+)
 from .progress import progress
 from .runtime import Classifier, default_data_dir
 
@@ -42,7 +47,10 @@ def evaluate_set(
         np.stack(probs) if probs else np.zeros((0, len(clf.classes))),
         clf.classes,
         positive_class=clf.model.manifest.positive_class,
+        threshold=(clf.model.manifest.screening_threshold or {}).get("value"),
     )
+    report["probs"] = [[float(v) for v in p] for p in probs]
+    report["labels"] = ys
     report["skipped"] = [{"path": p, "reason": r} for p, r in data.skipped]
     report["n_skipped"] = len(data.skipped)
     report["unmatched_folders"] = data.unmatched_folders
@@ -56,6 +64,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--data",
         help="held-out image folder, one sub-folder per class "
         "(default: the bundled MSID fold-4 sample)",
+    )
+    p.add_argument(
+        "--splits", help="split file (path,label,group,fold); DATA is then its image root"
+    )
+    p.add_argument("--folds", help="with --splits: comma list of folds to evaluate")
+    p.add_argument(
+        "--choose-threshold",
+        type=float,
+        metavar="SENSITIVITY",
+        help="record in the model's manifest the p(positive) threshold reaching this "
+        "sensitivity on DATA (validation data only; refused on fold 4 of a split)",
     )
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino or auto")
     p.add_argument("--device", default="cpu")
@@ -74,6 +93,12 @@ def run(args: argparse.Namespace) -> int:
     if args.compare and len(models) < 2:
         raise UsageError("--compare needs at least two model directories")
     data_dir = Path(args.data) if args.data else default_data_dir()
+    folds = _folds(args)
+    if args.choose_threshold is not None:
+        if not 0 < args.choose_threshold <= 1 or len(models) != 1:
+            raise UsageError("--choose-threshold takes a sensitivity in (0, 1] and one model")
+        if args.splits and 4 in folds:
+            raise UsageError("fold 4 is the held-out test set: choose thresholds on another fold")
     results = []
     for m in models:
         clf = Classifier.open(
@@ -84,14 +109,20 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
         )
         try:
-            data = scan_folder(data_dir, clf.classes)
+            if args.splits:
+                data = split_set(data_dir, read_splits(args.splits), clf.classes, folds)
+            else:
+                data = scan_folder(data_dir, clf.classes)
             rep = evaluate_set(clf, data, desc=Path(str(clf.model.path)).name)
         finally:
             clf.close()
         rep["model"] = str(clf.model.path)
         rep["architecture"] = clf.model.manifest.architecture
         rep["backend"] = clf.description
-        rep["data"] = str(data_dir)
+        rep["data"] = str(data_dir) + (f" folds {sorted(folds)}" if args.splits else "")
+        if args.choose_threshold is not None:
+            rep["screening_threshold"] = _record_threshold(clf, rep, args.choose_threshold)
+        del rep["probs"], rep["labels"]
         results.append(rep)
     if args.compare:
         rows = [
@@ -116,6 +147,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
     return 0
+
+
+def _folds(args: argparse.Namespace) -> set[int]:
+    if not args.splits:
+        if args.folds:
+            raise UsageError("--folds needs --splits")
+        return set()
+    try:
+        return {int(f) for f in (args.folds or "").split(",") if f.strip()} or {4}
+    except ValueError:
+        raise UsageError(f"--folds takes a comma list of integers, not {args.folds!r}") from None
+
+
+def _record_threshold(clf: Classifier, rep: dict[str, Any], target: float) -> dict[str, Any]:
+    pos_name = clf.model.manifest.positive_class
+    if pos_name is None:
+        raise UsageError("the model's manifest names no positive (screening) class")
+    pos = clf.classes.index(pos_name)
+    y = np.asarray(rep["labels"]) == pos
+    p = np.asarray(rep["probs"])[:, pos]
+    value = threshold_for_sensitivity(y, p, target)
+    rec = {"value": value, "target_sensitivity": target, "chosen_on": rep["data"], "n": rep["n"]}
+    md = clf.model
+    md.manifest.screening_threshold = rec
+    md.save()
+    return rec
 
 
 def _pct(v: float) -> str:
@@ -143,8 +200,9 @@ def format_report(r: dict[str, Any]) -> list[str]:
     if s:
         lo, hi = s["sensitivity_ci95"]
         slo, shi = s["specificity_ci95"]
+        how = "argmax" if s.get("threshold") is None else f"p >= {s['threshold']:.3f}"
         lines.append(
-            f"  screening {s['positive_class']} vs rest: sensitivity "
+            f"  screening {s['positive_class']} vs rest ({how}): sensitivity "
             f"{_pct(s['sensitivity'])} (95% CI {_pct(lo)}-{_pct(hi)}), specificity "
             f"{_pct(s['specificity'])} (95% CI {_pct(slo)}-{_pct(shi)})"
         )

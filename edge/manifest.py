@@ -76,6 +76,8 @@ class Manifest:
     preprocess: Preprocess
     artifacts: list[Artifact]
     positive_class: str | None = None  # the class a screening decision refers on (mpox)
+    # p(positive) at or above which screening refers; chosen on validation data (see eval)
+    screening_threshold: dict[str, Any] | None = None
     cam: dict[str, Any] | None = None  # class-activation map support (explain)
     parity: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +150,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write through a temp file + rename so a crash never leaves half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a daemon user must read manifests
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

@@ -64,6 +64,7 @@ def classification_report(
     classes: Sequence[str],
     *,
     positive_class: str | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Every figure the project reports for one model on one labelled set."""
     y = np.asarray(y_true, dtype=np.int64)
@@ -100,9 +101,10 @@ def classification_report(
         "classes": list(classes),
     }
     if positive_class is not None and positive_class in classes:
-        report["screening"] = screening_view(
-            y, p, list(classes).index(positive_class), positive_class
-        )
+        pos = list(classes).index(positive_class)
+        report["screening"] = screening_view(y, p, pos, positive_class, threshold)
+        if threshold is not None:  # keep the plain argmax view beside the tuned one
+            report["screening_argmax"] = screening_view(y, p, pos, positive_class)
     return report
 
 
@@ -157,3 +159,15 @@ def practicality_scores(rows: Sequence[dict[str, float]]) -> list[float]:
         for i, v in enumerate(norm):
             out[i] += w * float(v)
     return out
+
+
+def threshold_for_sensitivity(y: np.ndarray, p_pos: np.ndarray, target: float) -> float:
+    """The highest threshold on the positive probability whose sensitivity reaches ``target``.
+
+    Choose it on validation data only; the test set then reports what it gives.
+    """
+    pos = np.sort(np.asarray(p_pos, dtype=np.float64)[np.asarray(y, dtype=bool)])
+    if not len(pos):
+        raise ValueError("no positive examples to choose a threshold on")
+    k = int(np.floor((1.0 - target) * len(pos) + 1e-9))  # positives we may miss
+    return float(pos[min(k, len(pos) - 1)])

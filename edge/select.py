@@ -79,7 +79,10 @@ def candidates(md: ModelDir, *, max_drop: float = DEFAULT_MAX_DROP) -> list[dict
                 }
                 if art.precision == "int8":
                     drop = art.extra.get("accuracy_drop")
-                    if drop is None:
+                    measured_on = art.extra.get("measured_backend", name)
+                    if measured_on != name:
+                        c.update(ok=False, reason=f"int8 drop was measured on {measured_on}")
+                    elif drop is None:
                         c.update(ok=False, reason="int8 accuracy drop was never measured")
                     elif drop > max_drop:
                         c.update(ok=False, reason=f"int8 loses {drop:.2f} points (> {max_drop})")

@@ -207,3 +207,16 @@ def test_practicality_score() -> None:
     a, b = metrics.practicality_scores(rows)
     assert a == pytest.approx(0.15 + 0.15) and b == pytest.approx(0.40 + 0.35)
     assert math.isclose(metrics.average_fps([0.01, 0.02]), 75.0)
+
+
+def test_threshold_for_sensitivity_reaches_target() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 300).astype(bool)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    for target in (0.8, 0.9, 0.95, 1.0):
+        t = metrics.threshold_for_sensitivity(y, p, target)
+        assert (p[y] >= t).mean() >= target
+        # the highest such threshold: any higher one misses the target
+        higher = np.sort(p[y][p[y] > t])
+        if len(higher):
+            assert (p[y] >= higher[0]).mean() < target
