@@ -191,6 +191,11 @@ def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
     ckpt = checkpoint or (str(clf.model.path / tr["checkpoint"]) if tr.get("checkpoint") else None)
     if not ckpt or not Path(ckpt).is_file():
         raise UsageError("--against torch needs --checkpoint (the model directory ships none)")
+    from .manifest import sha256_file
+
+    want = tr.get("checkpoint_sha256")
+    if want and sha256_file(ckpt) != want:
+        raise UsageError(f"{ckpt} is not the checkpoint this model was exported from (sha256)")
     torch.set_num_threads(threads)
     model, _ = build_from_checkpoint(ckpt, arch=clf.model.manifest.architecture)
     return model.eval()

@@ -25,14 +25,35 @@ from mpox_edge.edge.runtime import default_model_dir
 
 
 def benchmark_app(xml: Path, size: int, threads: int, niter: int) -> float:
-    cfg = {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
-                   "INFERENCE_PRECISION_HINT": "f32"}}
+    cfg = {
+        "CPU": {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": str(threads),
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(cfg, f)
     out = subprocess.run(
-        ["benchmark_app", "-m", str(xml), "-d", "CPU", "-load_config", f.name, "-api", "sync",
-         "-niter", str(niter), "-shape", f"[1,3,{size},{size}]"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            "benchmark_app",
+            "-m",
+            str(xml),
+            "-d",
+            "CPU",
+            "-load_config",
+            f.name,
+            "-api",
+            "sync",
+            "-niter",
+            str(niter),
+            "-shape",
+            f"[1,3,{size},{size}]",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     Path(f.name).unlink()
     m = re.search(r"Median:\s+([\d.]+) ms", out)
     if not m:
@@ -42,9 +63,29 @@ def benchmark_app(xml: Path, size: int, threads: int, niter: int) -> float:
 
 def mpox_bench(model: Path, threads: int, runs: int) -> float:
     out = subprocess.run(
-        [sys.executable, "-m", "mpox_edge.edge.cli", "bench", "--model", str(model), "--backend",
-         "openvino", "--threads", str(threads), "--runs", str(runs), "--warmup", "30",
-         "--no-accuracy", "--json", "-"], capture_output=True, text=True, check=True).stdout
+        [
+            sys.executable,
+            "-m",
+            "mpox_edge.edge.cli",
+            "bench",
+            "--model",
+            str(model),
+            "--backend",
+            "openvino",
+            "--threads",
+            str(threads),
+            "--runs",
+            str(runs),
+            "--warmup",
+            "30",
+            "--no-accuracy",
+            "--json",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)["latency_ms"]["inference"]["p50"]
 
 
@@ -72,12 +113,17 @@ def main() -> int:
     for r in range(a.rounds):
         ba.append(benchmark_app(xml, size, a.threads, a.runs))
         mb.append(mpox_bench(Path(a.model), a.threads, a.runs))
-        print(f"round {r + 1}: benchmark_app median {ba[-1]:.3f} ms   "
-              f"mpox-edge bench inference p50 {mb[-1]:.3f} ms", flush=True)
+        print(
+            f"round {r + 1}: benchmark_app median {ba[-1]:.3f} ms   "
+            f"mpox-edge bench inference p50 {mb[-1]:.3f} ms",
+            flush=True,
+        )
     b, m = statistics.median(ba), statistics.median(mb)
     ratio = m / b
-    print(f"median over {a.rounds} rounds: benchmark_app {b:.3f} ms, mpox-edge {m:.3f} ms, "
-          f"ratio {ratio:.3f} ({'within' if ratio <= 1.10 else 'OUTSIDE'} the 10% target)")
+    print(
+        f"median over {a.rounds} rounds: benchmark_app {b:.3f} ms, mpox-edge {m:.3f} ms, "
+        f"ratio {ratio:.3f} ({'within' if ratio <= 1.10 else 'OUTSIDE'} the 10% target)"
+    )
     return 0 if ratio <= 1.10 else 1
 
 
