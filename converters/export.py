@@ -220,6 +220,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         out.rename(old)
+    tmp.chmod(0o755)  # mkdtemp makes 0700; a daemon user must read the model
     tmp.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -22,7 +22,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _sample_image() -> Path:
-    return sorted(default_data_dir().glob("Monkeypox/*.jpg"))[0]
+    return sorted(default_data_dir().glob("Monkeypox/*.webp"))[0]
 
 
 def test_overlay_lands_on_the_cropped_region() -> None:
