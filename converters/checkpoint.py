@@ -63,6 +63,9 @@ def save_checkpoint(
             torch.save(blob, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is a normal file
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
