@@ -15,6 +15,8 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
 
 import cv2
 import numpy as np
@@ -86,11 +88,34 @@ def overlay(
     """Blend a [0, 1] heatmap onto a BGR frame (inside ``box`` when the model saw a crop)."""
     out = frame.copy()
     x, y, w, h = box or (0, 0, frame.shape[1], frame.shape[0])
-    up = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.applyColorMap(np.clip(up * 255, 0, 255).astype(np.uint8), colormap)
+    # quantise at the feature map's size and resize uint8 (2-3x faster at 1080p than a float
+    # resize; at most 3 levels of 255 away from it), then blend in place
+    small = np.clip(heat * 255 + 0.5, 0, 255).astype(np.uint8)
+    colour = cv2.applyColorMap(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), colormap)
     roi = out[y : y + h, x : x + w]
-    out[y : y + h, x : x + w] = cv2.addWeighted(colour, alpha, roi, 1 - alpha, 0)
+    cv2.addWeighted(colour, alpha, roi, 1 - alpha, 0, dst=roi)
     return out
+
+
+_HEADS: WeakKeyDictionary[Any, CamHead | None] = WeakKeyDictionary()
+
+
+def annotate(classifier: Any, prediction: Any, image: np.ndarray, *, alpha: float = 0.45) -> Any:
+    """The daemon's hook (edge/visual.py): ``image`` (what the model saw, BGR) with the
+    heatmap of the predicted class over the crop the model looked at, or None when the model
+    offers no exact heatmap. The head is loaded once per classifier; a frame only pays for
+    one matrix product, a resize and a blend, and only when an image is asked for."""
+    if classifier not in _HEADS:
+        try:
+            _HEADS[classifier] = CamHead.load(classifier.model)
+        except ModelError:
+            _HEADS[classifier] = None
+    head = _HEADS[classifier]
+    if head is None or prediction.features is None:
+        return None
+    heat = head.heatmap(prediction.features, prediction.index)
+    box = crop_box(image.shape, classifier.spec.input_size, classifier.spec.resize)
+    return overlay(image, heat, alpha=alpha, box=box)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,9 +1,9 @@
 """What /latest.jpg and snapshots show: the frame, the ROI box, the decision, a heatmap.
 
-The heatmap is a hook for edge/explain.py (issue 6): when ``explain = true`` and that module
-provides ``heatmap_for(classifier, prediction)`` and ``overlay(frame, heatmap)``, the JPEG
-carries the overlay. It is computed when an image is requested, never in the frame loop, so
-the only per-frame cost is keeping the model's feature output (``with_features``).
+The heatmap comes from edge/explain.py: when ``explain = true`` and that module provides
+``annotate(classifier, prediction, image)``, the JPEG carries the overlay. It is computed
+when an image is requested, never in the frame loop, so the only per-frame cost is keeping
+the model's feature output (``with_features``); scripts/bench_explain.py measures both.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ class Explainer:
             try:
                 if importlib.util.find_spec(EXPLAIN_MODULE) is not None:
                     mod = importlib.import_module(EXPLAIN_MODULE)
-                    if callable(getattr(mod, "heatmap_for", None)) and callable(
-                        getattr(mod, "overlay", None)
-                    ):
+                    if callable(getattr(mod, "annotate", None)):
                         self._mod = mod
             except Exception as e:  # noqa: BLE001 - an optional feature must not stop serving
                 log.warning("explain: %s cannot be imported: %s", EXPLAIN_MODULE, e)
@@ -59,8 +57,8 @@ class Explainer:
             if pred is None or getattr(pred, "features", None) is None:
                 return img
             try:
-                heat = mod.heatmap_for(classifier, pred)
-                return img if heat is None else mod.overlay(img, heat)
+                out = mod.annotate(classifier, pred, img)
+                return img if out is None else out
             except Exception as e:  # noqa: BLE001
                 if not self._warned:
                     self._warned = True

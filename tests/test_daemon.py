@@ -308,8 +308,7 @@ def test_sighup_reload_applies_or_rejects(
 ) -> None:
     explain = types.ModuleType("mpox_edge.edge.explain")
     explain.__spec__ = importlib.machinery.ModuleSpec("mpox_edge.edge.explain", None)
-    explain.heatmap_for = lambda clf, pred: pred.features.mean(0)  # type: ignore[attr-defined]
-    explain.overlay = lambda img, heat: np.zeros_like(img)  # type: ignore[attr-defined]
+    explain.annotate = lambda clf, pred, img: np.zeros_like(img)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "mpox_edge.edge.explain", explain)
     clip = make_video(tmp_path / "clip.avi", frames=10)
     path = tmp_path / "config.toml"

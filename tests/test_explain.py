@@ -106,3 +106,29 @@ def test_default_model_cam_agrees_with_torch_gradcam(msid: Path, precision: str)
     be.close()
     limit = 0.99 if precision == "fp32" else 0.95
     assert len(rs) == 20 and float(np.mean(rs)) >= limit, rs
+
+
+def test_daemon_overlay_is_the_real_heatmap() -> None:
+    """`explain = true` in the daemon: /latest.jpg carries edge/explain.py's overlay."""
+    from types import SimpleNamespace
+
+    from mpox_edge.edge.runtime import Classifier
+    from mpox_edge.edge.visual import Explainer
+
+    frame = cv2.resize(cv2.imread(str(_sample_image())), (420, 300))  # wider than tall
+    clf = Classifier.open(backend="onnxruntime")
+    try:
+        apply = Explainer().overlay_fn(SimpleNamespace(explain=True), clf)
+        assert apply is not None
+        pred = clf.predict(frame, with_features=True)
+        out = apply(frame, SimpleNamespace(prediction=pred))
+        box = crop_box(frame.shape, clf.spec.input_size, clf.spec.resize)
+        heat = CamHead.load(clf.model).heatmap(pred.features, pred.index)
+        assert np.array_equal(out, overlay(frame, heat, box=box))
+        x, _, w, _ = box
+        assert x > 0 and np.array_equal(out[:, :x], frame[:, :x])
+        assert not np.array_equal(out[:, x : x + w], frame[:, x : x + w])
+        plain = SimpleNamespace(prediction=clf.predict(frame))  # no features kept: no overlay
+        assert apply(frame, plain) is frame
+    finally:
+        clf.close()
