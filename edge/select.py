@@ -106,16 +106,19 @@ def time_candidates(
     threads: int | None,
     warmup: int,
     runs: int,
-    block: int = 10,
+    block: int = 25,
+    settle: int = 5,
     backend_options: dict[str, Any] | None = None,
 ) -> dict[int, float]:
     """Median inference latency (ms) per candidate index, timed round-robin.
 
-    All candidates are loaded and warmed first, then timed in turn in short blocks, so a
-    burst of load from another process hits every candidate alike instead of biasing
-    whichever happened to be timed during it. Blocks (not single runs) because runtimes keep
-    their thread pools spinning for a moment after each call, which would slow the next
-    candidate's first run.
+    All candidates are loaded and warmed first, then timed in turn in blocks, so a burst of
+    load from another process hits every candidate alike instead of biasing whichever
+    happened to be timed during it. Each block starts with ``settle`` untimed runs and is
+    long enough that the previous runtime's thread pool (still spinning, or pinned to the
+    same cores) has gone quiet: measured here with three candidates, blocks of 10 after 2
+    settle runs timed OpenVINO at 1.5-1.9x its time alone; blocks of 25 after 5 match the
+    candidates timed alone within noise.
     """
     loaded = {}
     try:
@@ -133,7 +136,7 @@ def time_candidates(
         ts: dict[int, list[float]] = {i: [] for i in loaded}
         while any(len(v) < runs for v in ts.values()):
             for i, be in loaded.items():
-                for _ in range(2):  # let the previous candidate's spinning threads settle
+                for _ in range(settle):
                     be.infer(x)
                 for _ in range(min(block, runs - len(ts[i]))):
                     t0 = time.perf_counter()
@@ -153,7 +156,7 @@ def select_backend(
     cache_dir: str | Path | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
     warmup: int = 10,
-    runs: int = 50,
+    runs: int = 100,
     log: Any = None,
     backend_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -167,6 +170,7 @@ def select_backend(
             "versions": _versions(),
             "threads": threads,
             "max_drop": max_drop,
+            "method": 2,  # 2: longer blocks; choices cached by the old timing are redone
         },
         sort_keys=True,
     )
