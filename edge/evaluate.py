@@ -119,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
         rep["model"] = str(clf.model.path)
         rep["architecture"] = clf.model.manifest.architecture
         rep["backend"] = clf.description
-        rep["data"] = str(data_dir) + (f" folds {sorted(folds)}" if args.splits else "")
+        where = f" folds {sorted(folds)}" if args.splits else ""
+        rep["data"] = str(data_dir) + where
         if args.choose_threshold is not None:
-            rep["screening_threshold"] = _record_threshold(clf, rep, args.choose_threshold)
+            # The manifest ships to other machines: name the data set, not this host's path.
+            on = Path(data_dir).resolve().name + where
+            rep["screening_threshold"] = _record_threshold(clf, rep, args.choose_threshold, on)
         del rep["probs"], rep["labels"]
         results.append(rep)
     if args.compare:
@@ -160,7 +163,9 @@ def _folds(args: argparse.Namespace) -> set[int]:
         raise UsageError(f"--folds takes a comma list of integers, not {args.folds!r}") from None
 
 
-def _record_threshold(clf: Classifier, rep: dict[str, Any], target: float) -> dict[str, Any]:
+def _record_threshold(
+    clf: Classifier, rep: dict[str, Any], target: float, chosen_on: str
+) -> dict[str, Any]:
     pos_name = clf.model.manifest.positive_class
     if pos_name is None:
         raise UsageError("the model's manifest names no positive (screening) class")
@@ -168,7 +173,7 @@ def _record_threshold(clf: Classifier, rep: dict[str, Any], target: float) -> di
     y = np.asarray(rep["labels"]) == pos
     p = np.asarray(rep["probs"])[:, pos]
     value = threshold_for_sensitivity(y, p, target)
-    rec = {"value": value, "target_sensitivity": target, "chosen_on": rep["data"], "n": rep["n"]}
+    rec = {"value": value, "target_sensitivity": target, "chosen_on": chosen_on, "n": rep["n"]}
     md = clf.model
     md.manifest.screening_threshold = rec
     md.save()
