@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, UsageError
 from ..manifest import Artifact, ModelDir
+from ..telemetry import release_free_memory
 
 REGISTRY: dict[str, str] = {
     "onnxruntime": "mpox_edge.edge.backends.ort:OnnxRuntimeBackend",
@@ -106,7 +107,9 @@ def load_backend(
         )
     art = pick_artifact(model, backend, precision)
     path = model.verify(art)
-    return cls(model, art, path, device=device, threads=threads, **options)
+    backend_obj = cls(model, art, path, device=device, threads=threads, **options)
+    release_free_memory()  # the graph loader's temporaries
+    return backend_obj
 
 
 def default_threads() -> int:
