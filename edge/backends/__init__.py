@@ -37,6 +37,7 @@ class Probe:
 @runtime_checkable
 class Backend(Protocol):
     name: str
+    distributions: tuple[str, ...]  # pip names that provide the runtime (for its version)
     device: str
     threads: int
 

@@ -23,6 +23,8 @@ _ARM_PROVIDERS = ("ACLExecutionProvider", "ArmNNExecutionProvider", "XnnpackExec
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    # Jetson and accelerator builds ship under other names.
+    distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-qnn")
 
     @classmethod
     def formats(cls) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from . import Probe, default_threads
 
 class OpenVINOBackend:
     name = "openvino"
+    distributions = ("openvino",)
 
     @classmethod
     def formats(cls) -> tuple[str, ...]:
