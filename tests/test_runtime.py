@@ -77,6 +77,25 @@ def test_auto_measures_every_candidate_and_caches(tiny_model_dir: Path, tmp_path
     assert not fresh["cached"]
 
 
+def test_cached_choice_loads_only_the_chosen_runtime(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A kiosk restarting on a cached ONNX Runtime choice must not import OpenVINO (its cache
+    key reads runtime versions from package metadata): OpenVINO alone is ~33 MB of RSS."""
+    md = ModelDir.load(tiny_model_dir)
+    select.select_backend(md, cache_dir=tmp_path, warmup=1, runs=3, log=lambda s: None)
+    (cache_file,) = tmp_path.glob("selection-*.json")
+    d = json.loads(cache_file.read_text())
+    d.update(backend="onnxruntime", device="cpu", precision="fp32")
+    cache_file.write_text(json.dumps(d))
+    code = (
+        "import sys; from mpox_edge.edge.runtime import Classifier; "
+        f"c = Classifier.open({str(tiny_model_dir)!r}, cache_dir={str(tmp_path)!r}, "
+        "log=lambda s: None); print(c.description, 'openvino' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["onnxruntime/cpu/fp32", "False"]
+
+
 def test_int8_without_measured_drop_is_never_a_candidate(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
