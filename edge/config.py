@@ -88,7 +88,9 @@ class SourceConfig:
 @dataclass
 class DecisionConfig:
     positive_class: str = ""  # empty: the manifest's positive_class (or its mpox class)
-    refer_threshold: float = 0.5  # smoothed positive probability that means "refer"
+    # Smoothed positive probability that means "refer". 0: the model's screening threshold
+    # (chosen on validation data for a target sensitivity, in its manifest), else 0.5.
+    refer_threshold: float = 0.0
     smoothing: int = 5  # frames averaged for video sources (stills: 1)
     min_sharpness: float = 40.0  # Laplacian variance on a 256-511 px grey copy; below: retake
     min_brightness: float = 40.0  # mean grey level; below -> retake (too dark)
@@ -97,8 +99,10 @@ class DecisionConfig:
 
     def check(self) -> list[str]:
         e = []
-        if not 0.0 < self.refer_threshold < 1.0:
-            e.append(f"refer_threshold must be between 0 and 1, not {self.refer_threshold}")
+        if not 0.0 <= self.refer_threshold < 1.0:
+            e.append(
+                f"refer_threshold must be in [0, 1) (0: the model's), not {self.refer_threshold}"
+            )
         if not 1 <= self.smoothing <= 300:
             e.append(f"smoothing must be 1..300 frames, not {self.smoothing}")
         if not 0 <= self.min_brightness < self.max_brightness <= 255:

@@ -30,6 +30,7 @@ from .sources import Frame
 
 log = logging.getLogger("mpox_edge.pipeline")
 QUALITY_SIDE = 256  # quality is measured on a grey copy 256-511 px (shorter side): stable, cheap
+DEFAULT_REFER_THRESHOLD = 0.5  # when neither the config nor the model names one
 SMOOTH_GAP_S = 2.0  # a pause longer than this (camera outage, new person) restarts smoothing
 
 
@@ -172,6 +173,20 @@ def positive_index(classes: list[str], cfg: DecisionConfig, manifest_positive: s
     return i
 
 
+def refer_threshold(cfg: DecisionConfig, manifest: Any, same_class: bool) -> tuple[float, str]:
+    """The threshold in force and where it came from (config, model or default).
+
+    The model's threshold was chosen for its own positive class on validation data: it
+    applies only when the config asks for none and refers on that same class.
+    """
+    if cfg.refer_threshold > 0:
+        return cfg.refer_threshold, "config"
+    rec = getattr(manifest, "screening_threshold", None) or {}
+    if same_class and isinstance(rec.get("value"), (int, float)) and 0 < rec["value"] < 1:
+        return float(rec["value"]), "model"
+    return DEFAULT_REFER_THRESHOLD, "default"
+
+
 class Pipeline:
     def __init__(
         self,
@@ -190,8 +205,10 @@ class Pipeline:
     def configure(self, cfg: DecisionConfig, roi: RoiConfig) -> None:
         """Apply new thresholds (SIGHUP) without losing the smoothing window."""
         manifest = getattr(getattr(self.classifier, "model", None), "manifest", None)
-        self.pos = positive_index(
-            list(self.classifier.classes), cfg, getattr(manifest, "positive_class", None)
+        manifest_pos = getattr(manifest, "positive_class", None)
+        self.pos = positive_index(list(self.classifier.classes), cfg, manifest_pos)
+        self.threshold, self.threshold_source = refer_threshold(
+            cfg, manifest, self.positive_class == manifest_pos
         )
         self.cfg = cfg
         if getattr(self, "roi_cfg", None) != roi:
@@ -235,7 +252,7 @@ class Pipeline:
         avg = np.mean(self._window, axis=0) if len(self._window) > 1 else probs
         p = float(avg[self.pos])
         top = int(avg.argmax())
-        thr = self.cfg.refer_threshold
+        thr = self.threshold
         label = "refer" if p >= thr else "clear"
         why = f"p({self.positive_class}) {p:.2f} {'>=' if p >= thr else '<'} {thr:g}"
         return Decision(

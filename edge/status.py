@@ -61,6 +61,11 @@ class DaemonView:
             "last_decision": self._last_decision(),
             "frames": d.counts(),
             "roi": d.pipeline.roi.reason or "on" if d.pipeline else "-",
+            "refer_threshold": (
+                {"value": d.pipeline.threshold, "source": d.pipeline.threshold_source}
+                if d.pipeline
+                else None
+            ),
             "explain": d.explainer.wanted(d.cfg),
             "config": d.cfg.origin,
         }

@@ -61,7 +61,7 @@ def test_defaults_and_the_example_file_validate(tmp_path: Path) -> None:
     cfg = config.from_dict({})
     assert cfg.http.host == "127.0.0.1" and cfg.model.backend == "auto" and not cfg.explain
     ex = config.load(REPO / "deploy" / "config.example.toml")
-    assert ex.source.uri == "csi://0" and ex.decision.refer_threshold == 0.5
+    assert ex.source.uri == "csi://0" and ex.decision.refer_threshold == 0.0  # 0: the model's
     assert config.load(None, {"http.port": 0}).http.port == 0  # default path absent: defaults
 
 
@@ -144,8 +144,33 @@ def test_pipeline_smooths_video_not_stills_and_applies_thresholds() -> None:
     )
     p.configure(DecisionConfig(refer_threshold=0.99, smoothing=3), RoiConfig())
     assert p.process(_frame(hi, 11, still=True)).decision.label == "clear"
+    assert (p.threshold, p.threshold_source) == (0.99, "config")
     with pytest.raises(ConfigError, match="not a class of the model"):
         p.configure(DecisionConfig(positive_class="Cowpox"), RoiConfig())
+
+
+def test_refer_threshold_comes_from_config_then_model_then_default() -> None:
+    """A model's screening threshold (chosen on validation data for its positive class)
+    is used when the config names none; never for another positive class."""
+    manifest = types.SimpleNamespace(
+        positive_class="Monkeypox", screening_threshold={"value": 0.107}
+    )
+    clf = FakeClassifier()
+    clf.model = types.SimpleNamespace(manifest=manifest)  # type: ignore[attr-defined]
+    p = Pipeline(clf, DecisionConfig(), RoiConfig())  # type: ignore[arg-type]
+    assert (p.threshold, p.threshold_source) == (0.107, "model")
+    r = p.process(_frame(textured(red=10), 0, still=True))
+    assert 0.107 <= r.decision.p_positive < 0.5 and r.decision.label == "refer"
+    assert "0.107" in r.decision.reason
+    p.configure(DecisionConfig(refer_threshold=0.3), RoiConfig())
+    assert (p.threshold, p.threshold_source) == (0.3, "config")
+    p.configure(DecisionConfig(positive_class="Measles"), RoiConfig())
+    assert (p.threshold, p.threshold_source) == (0.5, "default")
+    manifest.screening_threshold = None
+    p.configure(DecisionConfig(), RoiConfig())
+    assert (p.threshold, p.threshold_source) == (0.5, "default")
+    with pytest.raises(ConfigError, match="refer_threshold"):
+        config.from_dict({"decision": {"refer_threshold": -0.1}})
 
 
 def test_roi_crops_to_the_largest_detection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -325,11 +350,12 @@ def test_sighup_reload_applies_or_rejects(
             reload_config=lambda: serve.load_config(str(path), {}),
         )
     )
-    assert d.pipeline.cfg.refer_threshold == 0.5 and not d.pipeline.with_features
+    assert d.pipeline.threshold == 0.5 and d.pipeline.threshold_source == "default"
+    assert not d.pipeline.with_features
     path.write_text("explain = true\n" + base + "[decision]\nrefer_threshold = 0.9\n")
     d.request_reload()
     wait_until(lambda: d.cfg.decision.refer_threshold == 0.9)
-    assert d.pipeline.cfg.refer_threshold == 0.9 and d.pipeline.with_features
+    assert d.pipeline.threshold == 0.9 and d.pipeline.with_features
     wait_until(lambda: clf.seen_features[-1])
     wait_until(
         lambda: (
