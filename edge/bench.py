@@ -59,7 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy pass")
     p.add_argument("--reselect", action="store_true", help="auto: measure again, ignore the cache")
     p.add_argument("--against", choices=["torch"], help="also time PyTorch eager (host only)")
-    p.add_argument("--checkpoint", help="with --against torch: the checkpoint the model came from")
+    p.add_argument(
+        "--checkpoint",
+        help="with --against torch: the checkpoint the model came from (default: the one its "
+        "manifest names, in the model directory or ./models/, if its sha256 matches)",
+    )
     p.add_argument("--json", help="write the report as JSON here ('-' = stdout only)")
 
 
@@ -206,13 +210,24 @@ def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
         raise UsageError(
             f"--against torch needs the host extra: pip install 'mpox-edge[convert]' ({e})"
         ) from None
-    tr = clf.model.manifest.training
-    ckpt = checkpoint or (str(clf.model.path / tr["checkpoint"]) if tr.get("checkpoint") else None)
-    if not ckpt or not Path(ckpt).is_file():
-        raise UsageError("--against torch needs --checkpoint (the model directory ships none)")
     from .manifest import sha256_file
 
+    tr = clf.model.manifest.training
     want = tr.get("checkpoint_sha256")
+    if checkpoint:
+        ckpt = checkpoint
+        if not Path(ckpt).is_file():
+            raise UsageError(f"--checkpoint {ckpt}: no such file")
+    else:
+        # The manifest names the checkpoint; a package ships none, a source checkout keeps it
+        # in models/ (scripts/build_default_model.sh). Only the exact file (sha256) counts.
+        name = tr.get("checkpoint")
+        looked = [clf.model.path / name, Path("models") / name] if name else []
+        found = [p for p in looked if p.is_file() and (not want or sha256_file(p) == want)]
+        if not found:
+            where = ", ".join(str(p) for p in looked) or "the manifest names none"
+            raise UsageError(f"--against torch needs --checkpoint (not found: {where})")
+        ckpt = str(found[0])
     if want and sha256_file(ckpt) != want:
         raise UsageError(f"{ckpt} is not the checkpoint this model was exported from (sha256)")
     torch.set_num_threads(threads)

@@ -20,9 +20,15 @@ from mpox_edge.edge.runtime import Classifier
 CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mpox_edge.edge.cli", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "mpox_edge.edge.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
     )
 
 
@@ -155,6 +161,34 @@ def test_bench_json_report(tiny_model_dir: Path, image_dir: Path, tmp_path: Path
     assert rep["peak_rss_mb"] > 0 and rep["cold_start_s"] > 0
     assert "screening" in rep["accuracy"]
     assert "p50" in r.stdout and "peak RSS" in r.stdout
+
+
+def test_bench_against_torch_finds_and_checks_the_checkpoint(
+    tiny_model_dir: Path, image_dir: Path, tmp_path: Path
+) -> None:
+    """--against torch uses the checkpoint the manifest names (model dir or ./models/, sha256
+    checked), refuses any other, and says where it looked when there is none."""
+    torch = pytest.importorskip("torch")
+    from mpox_edge.converters.zoo import create_model
+
+    name = ModelDir.load(tiny_model_dir).manifest.training["checkpoint"]
+    args = ("bench", "--model", str(tiny_model_dir), "--data", str(image_dir))
+    args += ("--backend", "onnxruntime", "--runs", "5", "--warmup", "1", "--no-accuracy")
+    args += ("--against", "torch")
+    r = _cli(*args, cwd=tmp_path)
+    assert r.returncode != 0 and "needs --checkpoint" in r.stderr and "models" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "models").mkdir()
+    shutil.copy(tiny_model_dir.parent / name, tmp_path / "models" / name)
+    out = tmp_path / "t.json"
+    r = _cli(*args, "--json", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    a = json.loads(out.read_text())["against_torch"]
+    assert a["latency_ms"]["inference"]["p50"] > 0 and a["speedup_end_to_end_p50"] > 0
+    other = tmp_path / "other.pt"
+    torch.save(create_model("fast-mpoxnet").state_dict(), other)
+    r = _cli(*args, "--checkpoint", str(other), cwd=tmp_path)
+    assert r.returncode != 0 and "sha256" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bench_auto_logs_candidates(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
