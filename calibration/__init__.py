@@ -16,26 +16,27 @@
   excluded nodes, fp32/int8 accuracy and agreement, ``accuracy_drop``, sizes and the
   int8-vs-fp32 latency on this machine.
 
+* Which images calibrate, validate and only report is decided in ``sets.py``; the report
+  (table and JSON) is ``report.py``.
+
 Heavy imports (onnx, onnxruntime.quantization, nncf, openvino) happen inside functions.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mpox_edge.edge.backends import REGISTRY, backend_class, load_backend
-from mpox_edge.edge.dataset import LabelledSet, read_splits, scan_folder, split_set
-from mpox_edge.edge.errors import CalibrationError, DataError, UsageError
+from mpox_edge.edge.errors import CalibrationError, UsageError
 from mpox_edge.edge.manifest import Artifact, ModelDir
 
 from .guard import (
@@ -50,6 +51,8 @@ from .guard import (
 from .ort_int8 import METHODS, OP_SCOPES, OrtOptions, OrtQuantizer
 from .ov_int8 import PRESETS, OvOptions, OvQuantizer
 from .reader import CalibrationReader, ImageSet, SetCheck, check_calibration_set, load_images
+from .report import BackendResult, CalibrationReport
+from .sets import Sets, parse_folds, resolve_sets
 
 __all__ = [
     "BackendResult",
@@ -61,257 +64,8 @@ __all__ = [
     "OP_SCOPES",
 ]
 
-SCHEMA = "mpox-edge.calibrate/1"
 INT8_PATHS = {"onnxruntime": ("model.int8.onnx", None), "openvino": ("model.int8.xml", ".bin")}
-VALIDATION_SHARE = 0.25  # image-folder mode without --val-data: stratified hold-out
 RANK_SAMPLES = 8  # calibration images used to rank layers by quantization error
-
-
-@dataclass
-class BackendResult:
-    """What calibration did for one backend."""
-
-    backend: str
-    written: bool
-    reason: str
-    artifact: str | None = None  # relative path of the int8 artifact written
-    variant: str = ""
-    fp32_accuracy: float = math.nan
-    int8_accuracy: float = math.nan
-    agreement: float = math.nan
-    drop: float = math.nan  # points
-    excluded: list[str] = field(default_factory=list)
-    fp32_ms: float = math.nan
-    int8_ms: float = math.nan
-    fp32_bytes: int = 0
-    int8_bytes: int = 0
-    variants: list[dict[str, Any]] = field(default_factory=list)
-    test: dict[str, Any] | None = None
-    previous: str | None = None  # an older int8 artifact left in place after a rejection
-
-    @property
-    def speedup(self) -> float:
-        return self.fp32_ms / self.int8_ms if self.int8_ms and self.int8_ms > 0 else math.nan
-
-
-@dataclass
-class CalibrationReport:
-    model_dir: str
-    architecture: str
-    method: str
-    max_drop: float
-    calibration: dict[str, Any]
-    validation: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-    results: list[BackendResult] = field(default_factory=list)
-    allow_synthetic: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Every requested backend got an int8 artifact that passed the guard."""
-        return bool(self.results) and all(r.written for r in self.results)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["schema"] = SCHEMA
-        d["ok"] = self.ok
-        for r, rd in zip(self.results, d["results"], strict=True):
-            rd["speedup"] = r.speedup
-        return _jsonable(d)
-
-    def format_table(self) -> list[str]:
-        c, v = self.calibration, self.validation
-        lines = [
-            f"int8 calibration of {self.model_dir} ({self.architecture}), method {self.method}, "
-            f"guard: drop <= {self.max_drop:g} points",
-            f"  calibration: {c['n']} images, {c['source']} ({_counts(c['per_class'])})"
-            + (" [synthetic allowed]" if self.allow_synthetic else ""),
-            f"  validation:  {v['n']} images, {v['source']} ({_counts(v['per_class'])})",
-            "",
-            f"  {'backend':<12}{'variant':<10}{'fp32':>7}{'int8':>7}{'drop':>7}{'agree':>7}"
-            f"{'float':>6}{'fp32 ms':>9}{'int8 ms':>9}{'speed':>7}{'MB fp32>int8':>14}  result",
-        ]
-        for r in self.results:
-            size = f"{r.fp32_bytes / 1e6:.1f}>{r.int8_bytes / 1e6:.1f}" if r.int8_bytes else "-"
-            res = f"wrote {r.artifact}" if r.written else f"NO int8 artifact: {r.reason}"
-            if r.written and r.speedup < 1.0:
-                res += " (int8 slower than fp32 here)"
-            lines.append(
-                f"  {r.backend:<12}{r.variant or '-':<10}{_pct(r.fp32_accuracy):>7}"
-                f"{_pct(r.int8_accuracy):>7}{_num(r.drop, '+.2f'):>7}{_pct(r.agreement):>7}"
-                f"{len(r.excluded) if r.variant else '-':>6}{_num(r.fp32_ms, '.2f'):>9}"
-                f"{_num(r.int8_ms, '.2f'):>9}{_num(r.speedup, '.2f', 'x'):>7}{size:>14}  {res}"
-            )
-            for var in r.variants if len(r.variants) > 1 else []:
-                if var["variant"] != r.variant:
-                    lines.append(
-                        f"  {'':<12}{var['variant']:<10}{'':>7}{_pct(var['int8_accuracy']):>7}"
-                        f"{_num(var['drop'], '+.2f'):>7}{_pct(var['agreement']):>7}"
-                        f"{var['float_layers']:>6}{'':>9}{_num(var.get('int8_ms'), '.2f'):>9}"
-                        f"{'':>7}{'':>14}  "
-                        + ("candidate, not kept" if var["accepted"] else "over the guard")
-                    )
-            if r.test:
-                t = r.test
-                lines.append(
-                    f"  {'':<12}report-only test set ({t['source']}, {t['n']} images): fp32 "
-                    f"{_pct(t['fp32_accuracy'])}, int8 {_pct(t['int8_accuracy'])}, drop "
-                    f"{t['drop']:+.2f}, agreement {_pct(t['agreement'])}"
-                )
-            if r.previous:
-                lines.append(f"  {'':<12}{r.previous}")
-        for w in self.warnings:
-            lines.append(f"  warning: {w}")
-        return lines
-
-
-def _counts(d: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in d.items())
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
-
-
-def _num(v: float | None, fmt: str, suffix: str = "") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:{fmt}}{suffix}"
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, float) and math.isnan(o):
-        return None
-    if isinstance(o, np.generic):
-        return _jsonable(o.item())
-    if isinstance(o, Path):
-        return str(o)
-    return o
-
-
-# -- data -----------------------------------------------------------------------------------
-@dataclass
-class _Sets:
-    calib: LabelledSet
-    val: LabelledSet
-    test: LabelledSet | None
-    calib_source: str
-    val_source: str
-    test_source: str
-    warnings: list[str]
-
-
-def _folds(v: Sequence[int] | str | None) -> list[int]:
-    if v is None:
-        return []
-    if isinstance(v, str):
-        try:
-            return [int(x) for x in v.split(",") if x.strip()]
-        except ValueError:
-            raise UsageError(f"folds must be a comma list of integers, not {v!r}") from None
-    return [int(x) for x in v]
-
-
-def _resolve_sets(
-    classes: list[str],
-    data: str | os.PathLike[str],
-    *,
-    splits: str | os.PathLike[str] | None,
-    calib_folds: Sequence[int],
-    val_folds: Sequence[int],
-    val_data: str | os.PathLike[str] | None,
-    test_folds: Sequence[int],
-    test_data: str | os.PathLike[str] | None,
-) -> _Sets:
-    root = Path(data)
-    if not root.is_dir():
-        raise DataError(f"calibration data directory {root} does not exist")
-    split_file = Path(splits) if splits else root / "splits.csv"
-    warnings: list[str] = []
-    if splits or split_file.is_file():
-        if val_data:
-            raise UsageError("--val-data is for image folders; with a split file use --val-folds")
-        if test_data:
-            raise UsageError("--test-data is for image folders; use --test-folds")
-        rows = read_splits(split_file)
-        cf, vf, tf = set(calib_folds), set(val_folds), set(test_folds)
-        if not cf or not vf:
-            raise UsageError("with a split file, give both calibration and validation folds")
-        if cf & vf:
-            raise UsageError(
-                f"calibration folds {sorted(cf)} and validation folds {sorted(vf)} overlap; "
-                "the guard must validate on images calibration never saw"
-            )
-        if tf & (cf | vf):
-            raise UsageError("test folds are for reporting only and may not be calibrated on")
-        last = max(r.fold for r in rows)
-        if last in cf | vf:
-            warnings.append(
-                f"fold {last} is by convention the held-out test fold of {split_file.name}; "
-                "calibrating or validating on it makes any test figure optimistic"
-            )
-        try:
-            calib = split_set(root, rows, classes, cf)
-        except DataError as e:
-            raise CalibrationError(f"the calibration set is empty: {e}") from None
-        val = split_set(root, rows, classes, vf)
-        test = split_set(root, rows, classes, tf) if tf else None
-
-        def fl(f: set[int]) -> str:
-            return f"{split_file.name} fold{'s' if len(f) > 1 else ''} {_fold_str(f)}"
-
-        return _Sets(calib, val, test, fl(cf), fl(vf), fl(tf) if tf else "", warnings)
-    if test_folds:
-        raise UsageError(f"--test-folds needs a split file ({split_file} does not exist)")
-    try:
-        full = scan_folder(root, classes)
-    except DataError as e:
-        raise CalibrationError(f"the calibration set is empty: {e}") from None
-    if full.unmatched_folders:
-        warnings.append(
-            f"folders in {root} that match no class were ignored: "
-            + ", ".join(full.unmatched_folders)
-        )
-    if val_data:
-        val = scan_folder(val_data, classes)
-        seen = {p.resolve() for p, _ in full.items}
-        overlap = [p for p, _ in val.items if p.resolve() in seen]
-        if overlap:
-            raise UsageError(
-                f"{len(overlap)} validation images are also calibration images (e.g. "
-                f"{overlap[0]}); the guard must validate on images calibration never saw"
-            )
-        calib, vsrc = full, str(val_data)
-    else:
-        calib, val = _holdout(full, root)
-        vsrc = f"{int(100 * VALIDATION_SHARE)}% of {root} held out by file-name hash"
-    test = scan_folder(test_data, classes) if test_data else None
-    return _Sets(calib, val, test, str(root), vsrc, str(test_data or ""), warnings)
-
-
-def _fold_str(f: set[int]) -> str:
-    return ",".join(str(x) for x in sorted(f))
-
-
-def _holdout(full: LabelledSet, root: Path) -> tuple[LabelledSet, LabelledSet]:
-    """Deterministic stratified hold-out: the lowest hashes of each class go to validation."""
-    by: dict[int, list[tuple[str, Path, int]]] = {}
-    for p, y in full.items:
-        rel = os.path.relpath(p, root)
-        h = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()
-        by.setdefault(y, []).append((h, p, y))
-    calib = LabelledSet(classes=full.classes, skipped=list(full.skipped))
-    val = LabelledSet(classes=full.classes)
-    for items in by.values():
-        items.sort()
-        k = max(1, round(VALIDATION_SHARE * len(items))) if len(items) > 1 else 0
-        val.items += [(p, y) for _, p, y in items[:k]]
-        calib.items += [(p, y) for _, p, y in items[k:]]
-    return calib, val
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -384,14 +138,14 @@ def calibrate(
     md = ModelDir.load(model_dir)
     man = md.manifest
     wrap = _progress_wrapper(show_progress)
-    sets = _resolve_sets(
+    sets = resolve_sets(
         man.classes,
         data,
         splits=splits,
-        calib_folds=_folds(calib_folds),
-        val_folds=_folds(val_folds),
+        calib_folds=parse_folds(calib_folds),
+        val_folds=parse_folds(val_folds),
         val_data=val_data,
-        test_folds=_folds(test_folds),
+        test_folds=parse_folds(test_folds),
         test_data=test_data,
     )
     calib = load_images(
@@ -487,7 +241,7 @@ def _calibrate_backend(
     check: SetCheck,
     val: ImageSet,
     test: ImageSet | None,
-    sets: _Sets,
+    sets: Sets,
     ort_opts: OrtOptions,
     ov_opts: OvOptions,
     exclude: list[str],
