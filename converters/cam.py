@@ -29,14 +29,16 @@ _ACTS = {
 }
 
 
-def export_cam_head(model: Any, entry: Any, out_dir: Path) -> dict[str, Any] | None:
+def export_cam_head(
+    model: Any, entry: Any, out_dir: Path, *, input_size: int | None = None
+) -> dict[str, Any] | None:
     import torch
 
     kind = entry.cam
     if kind is None:
         return None
     model.eval()
-    size = entry.preprocess.input_size
+    size = input_size or entry.preprocess.input_size
     with torch.no_grad():
         feat = model.forward_features(torch.zeros(1, 3, size, size))
         c = feat.shape[1]

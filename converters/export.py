@@ -114,10 +114,12 @@ def export_checkpoint(
     arch = meta["arch"]
     entry = get_entry(arch)
     classes = classes or meta.get("classes") or DEFAULT_CLASSES[: meta.get("num_classes", 4)]
-    n_out = _num_outputs(model, entry.preprocess.input_size)
+    # A training checkpoint records the preprocessing it was trained with (input size
+    # included); a bare state_dict gets the zoo entry's.
+    pp = ckpt.preprocess_from_meta(meta)
+    n_out = _num_outputs(model, pp.input_size)
     if len(classes) != n_out:
         raise UsageError(f"{len(classes)} class names given but the model has {n_out} outputs")
-    pp = Preprocess(**{k: getattr(entry.preprocess, k) for k in Preprocess.__dataclass_fields__})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -165,7 +167,7 @@ def _write_artifacts(model: Any, entry: Any, pp: Preprocess, tmp: Path, to: list
     from .onnx_io import export_onnx, onnx_to_openvino
 
     md = ModelDir(tmp, Manifest(architecture=entry.name, classes=[], preprocess=pp, artifacts=[]))
-    cam = export_cam_head(model, entry, tmp)  # None when the head has no exact CAM
+    cam = export_cam_head(model, entry, tmp, input_size=pp.input_size)  # None: no exact CAM
     outputs = ("logits", "features") if cam else ("logits",)
     export_onnx(model, tmp / "model.onnx", input_size=pp.input_size, with_features=bool(cam))
     if "onnx" in to:

@@ -155,3 +155,34 @@ def test_cli_export_refuses_to_clobber_and_writes_json(tmp_path: Path) -> None:
     r = _cli("export", str(ckpt), "--arch", "fast-mpoxnet", "--out", str(out))
     assert r.returncode != 0 and "--force" in r.stderr
     assert (out / "manifest.json").read_text() == before
+
+
+def test_export_uses_the_input_size_the_checkpoint_was_trained_at(tmp_path: Path) -> None:
+    """A checkpoint trained at 160 px exports at 160 px (graph, CAM head and manifest),
+    not at the zoo entry's default: the device must preprocess as training did."""
+    from dataclasses import asdict
+
+    from mpox_edge.converters.checkpoint import save_checkpoint, zoo_preprocess
+    from mpox_edge.edge.explain import CamHead
+
+    torch.manual_seed(0)
+    arch = "fast-mpoxnet"
+    assert get_entry(arch).preprocess.input_size != 160
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        arch=arch,
+        classes=["Chickenpox", "Measles", "Monkeypox", "Normal"],
+        state_dict=create_model(arch).state_dict(),
+        preprocess=asdict(zoo_preprocess(arch, input_size=160)),
+    )
+    out = tmp_path / "out"
+    export_checkpoint(ckpt, arch=None, out=out, to=["onnx"], parity_images=2)
+    md = ModelDir.load(out)
+    assert md.manifest.preprocess.input_size == 160
+    proto = onnx.load(str(out / "model.onnx"))
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]]
+    assert dims == [3, 160, 160]
+    be = load_backend(md, "onnxruntime")
+    feats = be.infer(np.zeros((1, 3, 160, 160), np.float32))["features"]
+    assert list(feats.shape[2:]) == md.manifest.cam["feature_size"]
+    assert CamHead.load(md).heatmap(feats[0], 2).shape == tuple(feats.shape[2:])
