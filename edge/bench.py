@@ -218,6 +218,8 @@ def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
         ckpt = checkpoint
         if not Path(ckpt).is_file():
             raise UsageError(f"--checkpoint {ckpt}: no such file")
+        if want and sha256_file(ckpt) != want:
+            raise UsageError(f"{ckpt} is not the checkpoint this model was exported from (sha256)")
     else:
         # The manifest names the checkpoint; a package ships none, a source checkout keeps it
         # in models/ (scripts/build_default_model.sh). Only the exact file (sha256) counts.
@@ -228,8 +230,6 @@ def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
             where = ", ".join(str(p) for p in looked) or "the manifest names none"
             raise UsageError(f"--against torch needs --checkpoint (not found: {where})")
         ckpt = str(found[0])
-    if want and sha256_file(ckpt) != want:
-        raise UsageError(f"{ckpt} is not the checkpoint this model was exported from (sha256)")
     torch.set_num_threads(threads)
     model, _ = build_from_checkpoint(ckpt, arch=clf.model.manifest.architecture)
     return model.eval()
