@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mpox_edge.edge.backends import REGISTRY, backend_class, load_backend
 from mpox_edge.edge.errors import CalibrationError, UsageError
-from mpox_edge.edge.manifest import Artifact, ModelDir
+from mpox_edge.edge.model.backends import REGISTRY, backend_class, load_backend
+from mpox_edge.edge.model.manifest import Artifact, ModelDir
 
 from .guard import (
     GuardResult,
@@ -574,13 +574,13 @@ def _check_installed(md: ModelDir, backend: str, x: np.ndarray) -> None:
 
 
 def _default_threads() -> int:
-    from mpox_edge.edge.backends import default_threads
+    from mpox_edge.edge.model.backends import default_threads
 
     return default_threads()
 
 
 def _fingerprint() -> str:
-    from mpox_edge.edge.select import hardware_fingerprint
+    from mpox_edge.edge.model.selection import hardware_fingerprint
 
     return hardware_fingerprint()
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from mpox_edge.edge.backends import Backend, backend_class
-from mpox_edge.edge.manifest import Artifact, ModelDir
-from mpox_edge.edge.metrics import classification_report, softmax
+from mpox_edge.edge.model.backends import Backend, backend_class
+from mpox_edge.edge.model.manifest import Artifact, ModelDir
+from mpox_edge.edge.reports.accuracy import classification_report, softmax
 
 from .reader import ImageSet
 

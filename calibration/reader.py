@@ -3,7 +3,7 @@
 ``CalibrationReader`` is the one iterator both quantizers consume: ONNX Runtime pulls it
 through the ``CalibrationDataReader`` protocol (``get_next``/``rewind``) and NNCF iterates it
 through ``nncf.Dataset``. Both see the very same arrays, made by
-``mpox_edge.edge.preprocess.preprocess`` from the manifest's preprocessing spec, so
+``mpox_edge.edge.model.preprocess.preprocess`` from the manifest's preprocessing spec, so
 calibration and on-device inference can never disagree about resize, crop, colour order or
 mean/std.
 
@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from mpox_edge.edge.dataset import LabelledSet
 from mpox_edge.edge.errors import CalibrationError
-from mpox_edge.edge.manifest import Preprocess
-from mpox_edge.edge.preprocess import preprocess
+from mpox_edge.edge.model.dataset import LabelledSet
+from mpox_edge.edge.model.manifest import Preprocess
+from mpox_edge.edge.model.preprocess import preprocess
 
 MIN_IMAGES = 32  # fewer and activation ranges are noise: refuse
 WARN_IMAGES = 100  # fewer works but is fragile: warn

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpox_edge.edge.dataset import LabelledSet, read_splits, scan_folder, split_set
 from mpox_edge.edge.errors import CalibrationError, DataError, UsageError
+from mpox_edge.edge.model.dataset import LabelledSet, read_splits, scan_folder, split_set
 
 VALIDATION_SHARE = 0.25  # image-folder mode without --val-data: stratified hold-out
 

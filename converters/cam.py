@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mpox_edge.edge.manifest import sha256_file
+from mpox_edge.edge.model.manifest import sha256_file
 
 CAM_FILE = "cam_head.npz"
 _ACTS = {
@@ -96,7 +96,7 @@ def _mlp_layers(model: Any, c: int, hw: Any) -> dict[str, np.ndarray]:
     arrays["layers"] = np.array(kinds)
     f = torch.randn(2, c, *hw)
     ref = model.forward_head(f).double().numpy()
-    from mpox_edge.edge.camhead import mlp_forward
+    from mpox_edge.edge.explain.camhead import mlp_forward
 
     got = mlp_forward(arrays, f.double().mean((2, 3)).numpy())
     if np.abs(got - ref).max() > 1e-3:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mpox_edge.edge.errors import CheckpointError, MpoxEdgeError
-from mpox_edge.edge.manifest import Preprocess
+from mpox_edge.edge.model.manifest import Preprocess
 
 FORMAT = "mpox-edge-checkpoint"
 VERSION = 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mpox_edge.edge.errors import UsageError
-from mpox_edge.edge.manifest import Manifest, ModelDir, Preprocess
+from mpox_edge.edge.model.manifest import Manifest, ModelDir, Preprocess
 
 DEFAULT_CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
 OPSET = 17
@@ -192,7 +192,7 @@ def _write_artifacts(model: Any, entry: Any, pp: Preprocess, tmp: Path, to: list
 
 
 def _training_meta(meta: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
-    from mpox_edge.edge.manifest import sha256_file
+    from mpox_edge.edge.model.manifest import sha256_file
 
     keep = {k: meta[k] for k in ("epoch", "val", "train_config") if k in meta}
     return {

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mpox_edge.edge.backends import load_backend
-from mpox_edge.edge.dataset import IMAGE_SUFFIXES, read_image, read_splits
 from mpox_edge.edge.errors import DataError, ParityError
-from mpox_edge.edge.manifest import ModelDir
-from mpox_edge.edge.preprocess import preprocess_batch
+from mpox_edge.edge.model.backends import load_backend
+from mpox_edge.edge.model.dataset import IMAGE_SUFFIXES, read_image, read_splits
+from mpox_edge.edge.model.manifest import ModelDir
+from mpox_edge.edge.model.preprocess import preprocess_batch
 
 # which backend proves which artifact format
 _PROVER = {"onnx": "onnxruntime", "openvino": "openvino"}

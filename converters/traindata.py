@@ -21,10 +21,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from mpox_edge.edge.dataset import read_image, read_splits, scan_folder, split_set
 from mpox_edge.edge.errors import DataError
-from mpox_edge.edge.manifest import Preprocess
-from mpox_edge.edge.preprocess import preprocess
+from mpox_edge.edge.model.dataset import read_image, read_splits, scan_folder, split_set
+from mpox_edge.edge.model.manifest import Preprocess
+from mpox_edge.edge.model.preprocess import preprocess
 
 from .augment import AugmentConfig, augment
 

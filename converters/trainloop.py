@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 from mpox_edge.edge.errors import UsageError
-from mpox_edge.edge.manifest import sha256_file
-from mpox_edge.edge.metrics import classification_report, softmax
+from mpox_edge.edge.model.manifest import sha256_file
+from mpox_edge.edge.reports.accuracy import classification_report, softmax
 
 from .augment import AugmentConfig
 from .checkpoint import (

@@ -23,10 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("mpox_edge.converters.export", "export a PyTorch checkpoint to ONNX/OpenVINO"),
     "train": ("mpox_edge.converters.train", "train a zoo model on an image folder"),
     "calibrate": ("mpox_edge.calibration.cli", "int8 static calibration with accuracy guard"),
-    "bench": ("mpox_edge.edge.bench", "benchmark latency, memory and accuracy"),
-    "eval": ("mpox_edge.edge.evaluate", "evaluate models on a held-out image folder"),
-    "explain": ("mpox_edge.edge.explain", "class-activation heatmap for one image"),
-    "serve": ("mpox_edge.edge.serve", "run the kiosk daemon"),
+    "bench": ("mpox_edge.edge.reports.bench", "benchmark latency, memory and accuracy"),
+    "eval": ("mpox_edge.edge.reports.evaluate", "evaluate models on a held-out image folder"),
+    "explain": ("mpox_edge.edge.explain.cam", "class-activation heatmap for one image"),
+    "serve": ("mpox_edge.edge.kiosk.serve", "run the kiosk daemon"),
 }
 
 

@@ -27,11 +27,11 @@ import time
 
 import cv2
 import numpy as np
-from mpox_edge.edge.bench import make_frame
-from mpox_edge.edge.dataset import read_image
 from mpox_edge.edge.errors import MpoxEdgeError
-from mpox_edge.edge.explain import CamHead, crop_box, overlay
-from mpox_edge.edge.runtime import Classifier, default_data_dir
+from mpox_edge.edge.explain.cam import CamHead, crop_box, overlay
+from mpox_edge.edge.model.classifier import Classifier, default_data_dir
+from mpox_edge.edge.model.dataset import read_image
+from mpox_edge.edge.reports.bench import make_frame
 
 VARIANTS = ("off", "heatmap", "overlay")
 

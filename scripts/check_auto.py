@@ -19,12 +19,12 @@ import statistics
 import sys
 import tempfile
 
-from mpox_edge.edge.dataset import read_image
 from mpox_edge.edge.errors import MpoxEdgeError
-from mpox_edge.edge.manifest import ModelDir
-from mpox_edge.edge.preprocess import preprocess
-from mpox_edge.edge.runtime import default_data_dir, default_model_dir
-from mpox_edge.edge.select import candidates, select_backend, time_candidates
+from mpox_edge.edge.model.classifier import default_data_dir, default_model_dir
+from mpox_edge.edge.model.dataset import read_image
+from mpox_edge.edge.model.manifest import ModelDir
+from mpox_edge.edge.model.preprocess import preprocess
+from mpox_edge.edge.model.selection import candidates, select_backend, time_candidates
 
 
 def name(c: dict) -> str:

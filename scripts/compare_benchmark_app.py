@@ -23,8 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mpox_edge.edge.manifest import ModelDir
-from mpox_edge.edge.runtime import default_model_dir
+from mpox_edge.edge.model.classifier import default_model_dir
+from mpox_edge.edge.model.manifest import ModelDir
 
 
 def benchmark_app(xml: Path, size: int, threads: int, niter: int) -> float:

@@ -25,8 +25,8 @@ from mpox_edge.converters.checkpoint import preprocess_from_meta
 from mpox_edge.converters.train import report_lines
 from mpox_edge.converters.traindata import load_images, preprocess_all
 from mpox_edge.converters.trainloop import POSITIVE_CLASS, evaluate_logits
-from mpox_edge.edge.dataset import read_splits, split_set
-from mpox_edge.edge.metrics import classification_report, screening_view, softmax
+from mpox_edge.edge.model.dataset import read_splits, split_set
+from mpox_edge.edge.reports.accuracy import classification_report, screening_view, softmax
 
 
 def probs_on_folds(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from mpox_edge.edge.dataset import read_image, read_splits
+from mpox_edge.edge.model.dataset import read_image, read_splits
 
 REPO = Path(__file__).resolve().parents[1]
 ATTRIBUTION = """# Bundled held-out sample: MSID fold 4

@@ -32,10 +32,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from mpox_edge.edge import config
-from mpox_edge.edge.daemon import Daemon, open_classifier
 from mpox_edge.edge.errors import MpoxEdgeError
-from mpox_edge.edge.telemetry import rss_bytes
+from mpox_edge.edge.kiosk import config
+from mpox_edge.edge.kiosk.daemon import Daemon, open_classifier
+from mpox_edge.edge.system import rss_bytes
 
 MB = 1024 * 1024
 

@@ -28,12 +28,12 @@ from mpox_edge.calibration.reader import (  # noqa: E402
     image_looks_synthetic,
     stratified_subset,
 )
-from mpox_edge.edge.backends import load_backend  # noqa: E402
 from mpox_edge.edge.cli import main as cli_main  # noqa: E402
-from mpox_edge.edge.dataset import read_image, read_splits  # noqa: E402
 from mpox_edge.edge.errors import CalibrationError, UsageError  # noqa: E402
-from mpox_edge.edge.manifest import Manifest, ModelDir, Preprocess  # noqa: E402
-from mpox_edge.edge.preprocess import preprocess  # noqa: E402
+from mpox_edge.edge.model.backends import load_backend  # noqa: E402
+from mpox_edge.edge.model.dataset import read_image, read_splits  # noqa: E402
+from mpox_edge.edge.model.manifest import Manifest, ModelDir, Preprocess  # noqa: E402
+from mpox_edge.edge.model.preprocess import preprocess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MSID = Path(os.environ.get("MPOX_EDGE_SHARED", REPO.parent / "shared")) / "datasets" / "msid"

@@ -11,10 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from mpox_edge.edge import dataset, metrics
 from mpox_edge.edge.errors import DataError, IntegrityError, ManifestError
-from mpox_edge.edge.manifest import Manifest, ModelDir, Preprocess
-from mpox_edge.edge.preprocess import preprocess, preprocess_batch, preprocess_reference
+from mpox_edge.edge.model import dataset
+from mpox_edge.edge.model.manifest import Manifest, ModelDir, Preprocess
+from mpox_edge.edge.model.preprocess import preprocess, preprocess_batch, preprocess_reference
+from mpox_edge.edge.reports import accuracy as metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = Preprocess(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -27,13 +27,13 @@ import cv2
 import numpy as np
 import pytest
 from edge_fakes import CLASSES, FakeClassifier, ServeProcess, make_images, make_video, textured
-from mpox_edge.edge import config, serve
-from mpox_edge.edge.config import DecisionConfig, RoiConfig
-from mpox_edge.edge.daemon import Daemon
 from mpox_edge.edge.errors import ConfigError, SourceError
-from mpox_edge.edge.eventlog import read_events
-from mpox_edge.edge.pipeline import Pipeline, RoiFinder, assess_quality
-from mpox_edge.edge.sources import Frame, Source
+from mpox_edge.edge.kiosk import config, serve
+from mpox_edge.edge.kiosk.config import DecisionConfig, RoiConfig
+from mpox_edge.edge.kiosk.daemon import Daemon
+from mpox_edge.edge.kiosk.eventlog import read_events
+from mpox_edge.edge.kiosk.pipeline import Pipeline, RoiFinder, assess_quality
+from mpox_edge.edge.kiosk.sources import Frame, Source
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -331,10 +331,10 @@ def test_camera_unavailable_then_recovers(tmp_path: Path, running: Any) -> None:
 def test_sighup_reload_applies_or_rejects(
     tmp_path: Path, running: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    explain = types.ModuleType("mpox_edge.edge.explain")
-    explain.__spec__ = importlib.machinery.ModuleSpec("mpox_edge.edge.explain", None)
+    explain = types.ModuleType("mpox_edge.edge.explain.cam")
+    explain.__spec__ = importlib.machinery.ModuleSpec("mpox_edge.edge.explain.cam", None)
     explain.annotate = lambda clf, pred, img: np.zeros_like(img)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mpox_edge.edge.explain", explain)
+    monkeypatch.setitem(sys.modules, "mpox_edge.edge.explain.cam", explain)
     clip = make_video(tmp_path / "clip.avi", frames=10)
     path = tmp_path / "config.toml"
     base = (

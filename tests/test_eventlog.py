@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from mpox_edge.edge.eventlog import EventLog, read_events, write_snapshot
+from mpox_edge.edge.kiosk.eventlog import EventLog, read_events, write_snapshot
 
 WRITER = """
 import sys
-from mpox_edge.edge.eventlog import EventLog
+from mpox_edge.edge.kiosk.eventlog import EventLog
 log = EventLog(sys.argv[1])
 i = 0
 while True:

@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from mpox_edge.edge.explain import CamHead, crop_box, overlay
-from mpox_edge.edge.manifest import ModelDir
-from mpox_edge.edge.runtime import default_data_dir, default_model_dir
+from mpox_edge.edge.explain.cam import CamHead, crop_box, overlay
+from mpox_edge.edge.model.classifier import default_data_dir, default_model_dir
+from mpox_edge.edge.model.manifest import ModelDir
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,9 +78,9 @@ def test_default_model_cam_agrees_with_torch_gradcam(msid: Path, precision: str)
     torch = pytest.importorskip("torch")
     from mpox_edge.converters.checkpoint import build_from_checkpoint
     from mpox_edge.converters.gradcam import gradcam
-    from mpox_edge.edge.backends import load_backend
-    from mpox_edge.edge.dataset import read_image, read_splits
-    from mpox_edge.edge.preprocess import preprocess
+    from mpox_edge.edge.model.backends import load_backend
+    from mpox_edge.edge.model.dataset import read_image, read_splits
+    from mpox_edge.edge.model.preprocess import preprocess
 
     md = ModelDir.load(default_model_dir())
     if md.manifest.artifact("onnx", precision) is None:
@@ -109,11 +109,11 @@ def test_default_model_cam_agrees_with_torch_gradcam(msid: Path, precision: str)
 
 
 def test_daemon_overlay_is_the_real_heatmap() -> None:
-    """`explain = true` in the daemon: /latest.jpg carries edge/explain.py's overlay."""
+    """`explain = true` in the daemon: /latest.jpg carries edge/explain/cam.py's overlay."""
     from types import SimpleNamespace
 
-    from mpox_edge.edge.runtime import Classifier
-    from mpox_edge.edge.visual import Explainer
+    from mpox_edge.edge.explain.overlay import Explainer
+    from mpox_edge.edge.model.classifier import Classifier
 
     frame = cv2.resize(cv2.imread(str(_sample_image())), (420, 300))  # wider than tall
     clf = Classifier.open(backend="onnxruntime")

@@ -15,9 +15,9 @@ onnx = pytest.importorskip("onnx")
 
 from mpox_edge.converters.export import export_checkpoint  # noqa: E402
 from mpox_edge.converters.zoo import create_model, get_entry, list_models  # noqa: E402
-from mpox_edge.edge.backends import load_backend  # noqa: E402
 from mpox_edge.edge.errors import ParityError  # noqa: E402
-from mpox_edge.edge.manifest import ModelDir  # noqa: E402
+from mpox_edge.edge.model.backends import load_backend  # noqa: E402
+from mpox_edge.edge.model.manifest import ModelDir  # noqa: E402
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -75,8 +75,8 @@ def _check_cam_matches_torch_gradcam(model: object, md: ModelDir) -> None:
     """The device's numpy CAM equals autograd Grad-CAM through the real head."""
     from mpox_edge.converters.gradcam import gradcam
     from mpox_edge.converters.parity import synthetic_images
-    from mpox_edge.edge.explain import CamHead
-    from mpox_edge.edge.preprocess import preprocess
+    from mpox_edge.edge.explain.cam import CamHead
+    from mpox_edge.edge.model.preprocess import preprocess
 
     head = CamHead.load(md)
     be = load_backend(md, "onnxruntime")
@@ -163,7 +163,7 @@ def test_export_uses_the_input_size_the_checkpoint_was_trained_at(tmp_path: Path
     from dataclasses import asdict
 
     from mpox_edge.converters.checkpoint import save_checkpoint, zoo_preprocess
-    from mpox_edge.edge.explain import CamHead
+    from mpox_edge.edge.explain.cam import CamHead
 
     torch.manual_seed(0)
     arch = "fast-mpoxnet"

@@ -11,11 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from mpox_edge.edge import select
-from mpox_edge.edge.backends import load_backend, probe_all
 from mpox_edge.edge.errors import BackendUnavailableError, UsageError
-from mpox_edge.edge.manifest import ModelDir
-from mpox_edge.edge.runtime import Classifier
+from mpox_edge.edge.model import selection as select
+from mpox_edge.edge.model.backends import load_backend, probe_all
+from mpox_edge.edge.model.classifier import Classifier
+from mpox_edge.edge.model.manifest import ModelDir
 
 CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
 
@@ -93,7 +93,7 @@ def test_cached_choice_loads_only_the_chosen_runtime(tiny_model_dir: Path, tmp_p
     d.update(backend="onnxruntime", device="cpu", precision="fp32")
     cache_file.write_text(json.dumps(d))
     code = (
-        "import sys; from mpox_edge.edge.runtime import Classifier; "
+        "import sys; from mpox_edge.edge.model.classifier import Classifier; "
         f"c = Classifier.open({str(tiny_model_dir)!r}, cache_dir={str(tmp_path)!r}, "
         "log=lambda s: None); print(c.description, 'openvino' in sys.modules)"
     )

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from edge_fakes import FakeClassifier, make_video
-from mpox_edge.edge import config
-from mpox_edge.edge.daemon import Daemon
-from mpox_edge.edge.sdnotify import Notifier, notify, watchdog_interval
+from mpox_edge.edge.kiosk import config
+from mpox_edge.edge.kiosk.daemon import Daemon
+from mpox_edge.edge.kiosk.sdnotify import Notifier, notify, watchdog_interval
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 from edge_fakes import make_images, make_video, textured
-from mpox_edge.edge.capture import Backoff, Capture, LatestFrame
-from mpox_edge.edge.config import SourceConfig
 from mpox_edge.edge.errors import SourceError
-from mpox_edge.edge.sources import (
+from mpox_edge.edge.kiosk.capture import Backoff, Capture, LatestFrame
+from mpox_edge.edge.kiosk.config import SourceConfig
+from mpox_edge.edge.kiosk.sources import (
     DirSource,
     Frame,
     OpenCVSource,
@@ -24,7 +24,7 @@ from mpox_edge.edge.sources import (
     SourceEnded,
     open_source,
 )
-from mpox_edge.edge.telemetry import Telemetry
+from mpox_edge.edge.kiosk.telemetry import Telemetry
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from mpox_edge.converters.augment import augment
 from mpox_edge.converters.traindata import ahash, group_near_duplicates, make_split_rows
-from mpox_edge.edge.dataset import match_class, scan_folder
 from mpox_edge.edge.errors import CheckpointError, UsageError
+from mpox_edge.edge.model.dataset import match_class, scan_folder
 
 torch = pytest.importorskip("torch")
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import BackendUnavailableError, MpoxEdgeError
 from .backends import REGISTRY, backend_class, load_backend
-from .errors import BackendUnavailableError, MpoxEdgeError
 from .manifest import ModelDir, atomic_write_text
 
 log = logging.getLogger("mpox_edge.select")

@@ -6,14 +6,9 @@ memory flat for weeks (nothing here grows with the number of frames).
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from pathlib import Path
 
 # Seconds. Covers a 1 ms preprocess on a Jetson up to a 2 s int8 model on a Pi Zero.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -137,50 +132,3 @@ class Telemetry:
             out += [f"# HELP {p}_{name} {text}", f"# TYPE {p}_{name} gauge"]
             out.append(f"{p}_{name} {'NaN' if value is None else f'{value:g}'}")
         return "\n".join(out) + "\n"
-
-
-def rss_bytes() -> int:
-    """Resident set size now (not the peak), from /proc/self/statm."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):  # pragma: no cover - non-Linux
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
-        return None
-
-
-def release_free_memory() -> None:
-    """Hand memory the process has freed back to the OS (glibc ``malloc_trim``).
-
-    Loading a model parses and optimises a graph whose temporaries glibc keeps in its heap
-    afterwards: measured here, about 30 MB of the default model's ONNX Runtime load stayed
-    resident until trimmed. Called after a model load and after bench builds its frames.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def cpu_temp_c() -> float | None:
-    """The SoC temperature: Pi ``cpu-thermal``, Jetson ``CPU-therm``, else the first zone."""
-    zones = sorted(Path("/sys/class/thermal").glob("thermal_zone*"))
-    first = None
-    for z in zones:
-        try:
-            kind = (z / "type").read_text().strip().lower()
-            value = int((z / "temp").read_text().strip()) / 1000.0
-        except (OSError, ValueError):
-            continue
-        if "cpu" in kind or "soc" in kind:
-            return value
-        first = value if first is None else first
-    return first

@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, config
+from .. import __version__
+from ..errors import MpoxEdgeError
+from ..explain.overlay import Explainer
+from . import config
 from .capture import Backoff, Capture, LatestFrame
-from .errors import MpoxEdgeError
 from .httpapi import ApiServer
 from .pipeline import Pipeline, Result
 from .recorder import Recorder
@@ -29,7 +31,6 @@ from .sdnotify import Notifier
 from .sources import Source, open_source
 from .status import DaemonView
 from .telemetry import Telemetry
-from .visual import Explainer
 
 log = logging.getLogger("mpox_edge.daemon")
 ClassifierFactory = Callable[[config.Config], Any]
@@ -37,7 +38,7 @@ ClassifierFactory = Callable[[config.Config], Any]
 
 def open_classifier(cfg: config.Config) -> Any:
     """The real model, through the same ``Classifier`` as bench and eval."""
-    from .runtime import Classifier
+    from ..model.classifier import Classifier
 
     m = cfg.model
     return Classifier.open(

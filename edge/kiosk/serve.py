@@ -15,9 +15,9 @@ import sys
 from types import FrameType
 from typing import Any
 
+from ..errors import ConfigError, SourceError
 from . import config
 from .daemon import Daemon
-from .errors import ConfigError, SourceError
 from .sources import open_source
 
 log = logging.getLogger("mpox_edge.serve")
@@ -131,6 +131,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["serve", *sys.argv[1:]]))

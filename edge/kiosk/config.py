@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 try:
     import tomllib  # Python >= 3.11
@@ -173,7 +173,7 @@ class HttpConfig:
 @dataclass
 class Config:
     state_dir: str = field(default_factory=default_state_dir)
-    explain: bool = False  # heatmap overlay on /latest.jpg when edge/explain.py provides it
+    explain: bool = False  # heatmap overlay on /latest.jpg when edge/explain/cam.py provides it
     model: ModelConfig = field(default_factory=ModelConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, ManifestError
+from ..errors import IntegrityError, ManifestError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"

@@ -12,11 +12,11 @@ import math
 import time
 from typing import Any
 
+from ..explain.overlay import render_jpeg
 from .config import Config
 from .eventlog import EventLog, write_snapshot
 from .pipeline import Result
 from .telemetry import Telemetry
-from .visual import render_jpeg
 
 log = logging.getLogger("mpox_edge.recorder")
 

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from ..errors import ConfigError
+from ..model.dataset import match_class
 from .config import DecisionConfig, RoiConfig
-from .dataset import match_class
-from .errors import ConfigError
 from .sources import Frame
 
 log = logging.getLogger("mpox_edge.pipeline")

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import SourceError
+from ..errors import SourceError
 from .sources import Frame, Source, SourceEnded
 from .telemetry import Telemetry
 

@@ -21,10 +21,10 @@ from weakref import WeakKeyDictionary
 import cv2
 import numpy as np
 
+from ..errors import IntegrityError, ModelError, UsageError
+from ..model.dataset import read_image
+from ..model.manifest import ModelDir, sha256_file
 from .camhead import mlp_grad
-from .dataset import read_image
-from .errors import IntegrityError, ModelError, UsageError
-from .manifest import ModelDir, sha256_file
 
 
 @dataclass
@@ -101,7 +101,7 @@ _HEADS: WeakKeyDictionary[Any, CamHead | None] = WeakKeyDictionary()
 
 
 def annotate(classifier: Any, prediction: Any, image: np.ndarray, *, alpha: float = 0.45) -> Any:
-    """The daemon's hook (edge/visual.py): ``image`` (what the model saw, BGR) with the
+    """The daemon's hook (edge/explain/overlay.py): ``image`` (what the model saw, BGR) with the
     heatmap of the predicted class over the crop the model looked at, or None when the model
     offers no exact heatmap. The head is loaded once per classifier; a frame only pays for
     one matrix product, a resize and a blend, and only when an image is asked for."""
@@ -130,7 +130,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .runtime import Classifier
+    from ..model.classifier import Classifier
 
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError("--alpha must be between 0 and 1")

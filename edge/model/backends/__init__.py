@@ -13,13 +13,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, UsageError
+from ...errors import BackendUnavailableError, UsageError
+from ...system import release_free_memory
 from ..manifest import Artifact, ModelDir
-from ..telemetry import release_free_memory
 
 REGISTRY: dict[str, str] = {
-    "onnxruntime": "mpox_edge.edge.backends.ort:OnnxRuntimeBackend",
-    "openvino": "mpox_edge.edge.backends.ov:OpenVINOBackend",
+    "onnxruntime": "mpox_edge.edge.model.backends.ort:OnnxRuntimeBackend",
+    "openvino": "mpox_edge.edge.model.backends.ov:OpenVINOBackend",
 }
 
 

@@ -23,9 +23,9 @@ from urllib.parse import parse_qsl, urlsplit
 import cv2
 import numpy as np
 
+from ..errors import DataError, SourceError
+from ..model.dataset import IMAGE_SUFFIXES, read_image
 from .config import SourceConfig
-from .dataset import IMAGE_SUFFIXES, read_image
-from .errors import DataError, SourceError
 
 PICAMERA_HELP = (
     "csi:// needs picamera2, which comes from Raspberry Pi OS, not PyPI: "

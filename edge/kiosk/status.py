@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .. import __version__
+from ..explain.overlay import render_jpeg
+from ..system import cpu_temp_c, rss_bytes
 from .pipeline import Result
 from .recorder import clean
-from .telemetry import cpu_temp_c, rss_bytes
-from .visual import render_jpeg
 
 if TYPE_CHECKING:
     from .daemon import Daemon

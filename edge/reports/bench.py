@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,14 +25,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .dataset import scan_folder
-from .errors import DataError, UsageError
+from ..errors import DataError, UsageError
+from ..model.classifier import Classifier, default_data_dir
+from ..model.dataset import scan_folder
+from ..model.preprocess import preprocess
+from ..progress import progress
+from ..system import process_start_time, release_free_memory, thermal
+from .accuracy import average_fps, softmax
 from .evaluate import evaluate_set, format_report
-from .metrics import average_fps, softmax
-from .preprocess import preprocess
-from .progress import progress
-from .runtime import Classifier, default_data_dir
-from .telemetry import release_free_memory
 
 SCHEMA = "mpox-edge.bench/1"
 DISTINCT_FRAMES = 8
@@ -65,41 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "manifest names, in the model directory or ./models/, if its sha256 matches)",
     )
     p.add_argument("--json", help="write the report as JSON here ('-' = stdout only)")
-
-
-def process_start_time() -> float | None:
-    """Wall-clock time this process started (Linux), for an honest cold-start figure."""
-    try:
-        stat = Path("/proc/self/stat").read_text()
-        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        btime = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
-        return btime + start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, StopIteration, IndexError):
-        return None
-
-
-def thermal() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for z in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
-        try:
-            kind = (z / "type").read_text().strip()
-            out[kind] = int((z / "temp").read_text().strip()) / 1000.0
-        except (OSError, ValueError):
-            continue
-    res: dict[str, Any] = {"cpu_temp_c": out or None}
-    if shutil.which("vcgencmd"):
-        try:
-            r = subprocess.run(
-                ["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=2
-            )
-            res["throttled"] = r.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return res
 
 
 def stats(ms: list[float]) -> dict[str, float]:
@@ -210,7 +172,7 @@ def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
         raise UsageError(
             f"--against torch needs the host extra: pip install 'mpox-edge[convert]' ({e})"
         ) from None
-    from .manifest import sha256_file
+    from ..model.manifest import sha256_file
 
     tr = clf.model.manifest.training
     want = tr.get("checkpoint_sha256")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError
+from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
 from . import Probe, default_threads
 

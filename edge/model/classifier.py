@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..reports.accuracy import softmax
 from .backends import Backend, load_backend
 from .manifest import ModelDir
-from .metrics import softmax
 from .preprocess import preprocess
 
 
@@ -74,7 +74,7 @@ class Classifier:
         """
         md = ModelDir.load(model_dir or default_model_dir())
         if backend == "auto":
-            from .select import select_backend
+            from .selection import select_backend
 
             choice = select_backend(
                 md,

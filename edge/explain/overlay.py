@@ -1,6 +1,6 @@
 """What /latest.jpg and snapshots show: the frame, the ROI box, the decision, a heatmap.
 
-The heatmap comes from edge/explain.py: when ``explain = true`` and that module provides
+The heatmap comes from edge/explain/cam.py: when ``explain = true`` and that module provides
 ``annotate(classifier, prediction, image)``, the JPEG carries the overlay. It is computed
 when an image is requested, never in the frame loop, so the only per-frame cost is keeping
 the model's feature output (``with_features``); scripts/bench_explain.py measures both.
@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 
 log = logging.getLogger("mpox_edge.visual")
-EXPLAIN_MODULE = "mpox_edge.edge.explain"
+EXPLAIN_MODULE = "mpox_edge.edge.explain.cam"
 Overlay = Callable[[np.ndarray, Any], np.ndarray]  # (BGR image the model saw, Result) -> BGR
 COLORS = {"refer": (0, 0, 255), "clear": (0, 170, 0), "retake": (0, 200, 255)}
 
 
 class Explainer:
-    """Finds edge/explain.py once; absent or incomplete means: no overlay, no error."""
+    """Finds edge/explain/cam.py once; absent or incomplete means: no overlay, no error."""
 
     def __init__(self) -> None:
         self._mod: ModuleType | None = None

@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import LabelledSet, read_splits, scan_folder, split_set
-from .errors import UsageError
-from .metrics import (
+from ..errors import UsageError
+from ..model.classifier import Classifier, default_data_dir
+from ..model.dataset import LabelledSet, read_splits, scan_folder, split_set
+from ..progress import progress
+from .accuracy import (
     average_fps,
     classification_report,
     practicality_scores,
     threshold_for_sensitivity,
 )
-from .progress import progress
-from .runtime import Classifier, default_data_dir
 
 
 def evaluate_set(
