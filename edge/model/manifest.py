@@ -181,6 +181,8 @@ class ModelDir:
             data = json.loads(mf.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ManifestError(f"{mf} does not parse as JSON: {e}") from None
+        except RecursionError:  # a hostile '[[[[...' manifest
+            raise ManifestError(f"{mf} is nested too deeply to be a manifest") from None
         if not isinstance(data, dict):
             raise ManifestError(f"{mf} is not a JSON object")
         return cls(p, Manifest.from_dict(data))
