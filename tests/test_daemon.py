@@ -466,6 +466,8 @@ def test_serve_photos_once_and_sigkill_keeps_the_log(tmp_path: Path, tiny_model_
     assert r.returncode == 0, r.stderr
     evs = [e for e in read_events(state / "events.jsonl") if e["event"] == "decision"]
     assert [e["name"] for e in evs] == names  # every photo, in order; the broken one skipped
+    bad = [e for e in read_events(state / "events.jsonl") if e["event"] == "unreadable"]
+    assert [e["name"] for e in bad] == ["broken.jpg"] and "truncated" in bad[0]["reason"]
     for e in evs:
         assert abs(sum(e["probs"].values()) - 1) < 1e-3 and e["decision"] in ("refer", "clear")
     # Now a video run logging every frame, killed with SIGKILL mid-write.
@@ -478,7 +480,8 @@ def test_serve_photos_once_and_sigkill_keeps_the_log(tmp_path: Path, tiny_model_
     p.proc.wait()
     errors: list[str] = []
     evs = list(read_events(state / "events.jsonl", errors=errors))
-    assert len(errors) <= 1 and [e["name"] for e in evs if "name" in e] == names
+    assert len(errors) <= 1
+    assert [e["name"] for e in evs if e["event"] == "decision" and "name" in e] == names
     frames = [e["frame"] for e in evs if e["event"] == "decision" and "name" not in e]
     assert frames == sorted(frames) and len(frames) > 10  # nothing earlier lost
     _write_config(cfg, tiny_model_dir, state, f"dir://{photos}", loop=False)

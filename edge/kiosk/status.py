@@ -33,6 +33,8 @@ class DaemonView:
         cam = d.capture.state if d.capture else "-"
         if age > STALL_S:
             return False, f"frame loop stalled for {age:.0f} s"
+        if d.capture is not None and not d.capture.alive:
+            return False, f"capture thread is dead ({d.capture.last_error or 'no error recorded'})"
         return True, f"ok; camera {cam}"
 
     def status(self) -> dict[str, Any]:
@@ -68,6 +70,7 @@ class DaemonView:
             ),
             "explain": d.explainer.wanted(d.cfg),
             "config": d.cfg.origin,
+            "reload": d.last_reload,  # None until the first SIGHUP; ok false: kept the old one
         }
 
     def _last_decision(self) -> dict[str, Any] | None:
