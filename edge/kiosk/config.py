@@ -46,6 +46,9 @@ class ModelConfig:
     precision: str = "fp32"
     threads: int = 0  # 0: all cores
     warmup: int = 5  # untimed frames before READY=1
+    # A sha256 mismatch anywhere in the model directory refuses it; true serves the intact
+    # artifacts with a loud warning (log, /status "integrity", /metrics model_integrity_ok)
+    allow_tampered: bool = False
 
     def check(self) -> list[str]:
         e = []

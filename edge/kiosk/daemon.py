@@ -59,6 +59,7 @@ def open_classifier(cfg: config.Config) -> Any:
         threads=m.threads or None,
         cache_dir=cfg.state_dir,
         log=log.info,
+        allow_tampered=m.allow_tampered,
         # the capture thread shares the cores: ONNX Runtime must not spin-wait between frames;
         # a TensorRT engine cache must live in the writable state directory (ProtectSystem)
         spin=False,

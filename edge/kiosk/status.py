@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 STALL_S = 10.0  # /healthz fails when the frame loop has not turned for this long
 
 
+def tampered(d: Daemon) -> list[str]:
+    """sha256 problems of the model being served (only with [model] allow_tampered)."""
+    return list(getattr(d.classifier, "tampered", None) or [])
+
+
 class DaemonView:
     """The ``httpapi.Provider`` of a Daemon."""
 
@@ -70,6 +75,7 @@ class DaemonView:
             ),
             "explain": d.explainer.wanted(d.cfg),
             "config": d.cfg.origin,
+            "integrity": {"ok": not tampered(d), "problems": tampered(d)},
             "reload": d.last_reload,  # None until the first SIGHUP; ok false: kept the old one
         }
 
@@ -103,6 +109,10 @@ class DaemonView:
             "uptime_seconds": (d.telemetry.uptime(), "seconds since start"),
             "process_resident_memory_bytes": (float(rss_bytes()), "resident set size"),
             "cpu_temperature_celsius": (cpu_temp_c(), "SoC temperature (NaN: no sensor)"),
+            "model_integrity_ok": (
+                float(not tampered(d)),
+                "0 while a model with sha256 mismatches is served (allow_tampered)",
+            ),
         }
         return d.telemetry.render(gauges, d.model_info(short=True))
 
