@@ -137,7 +137,9 @@ class Daemon:
         if cfg.http.enabled:
             try:
                 view = DaemonView(self)
-                self.http = ApiServer(view, cfg.http.host, cfg.http.port, cfg.http.token).start()
+                self.http = ApiServer(
+                    view, cfg.http.host, cfg.http.port, cfg.http.token, count=self.telemetry.inc
+                ).start()
             except OSError as e:
                 raise config.ConfigError(
                     f"[http] cannot listen on {cfg.http.host}:{cfg.http.port}: {e.strerror or e}"
