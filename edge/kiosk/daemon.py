@@ -208,7 +208,7 @@ class Daemon:
                 if frame.still:  # a person's photo: its outcome is logged, once
                     self._event({"event": "failed", "name": frame.name, "error": one_line(e)})
                 if frame.ack:
-                    frame.ack()
+                    frame.ack(self.recorder.last_ok)
                 continue
             self.telemetry.observe_ms(r.timings_ms)
             self.telemetry.decided(r.decision.label)
@@ -216,7 +216,7 @@ class Daemon:
                 r, self.classifier.classes, self.pipeline.positive_class, self.model_info(True)
             )
             if frame.ack:  # after the decision is in the log: a dir:// photo is done
-                frame.ack()
+                frame.ack(self.recorder.last_ok)
             self.latest = r
             if max_frames and self.telemetry.get("frames_processed_total") >= max_frames:
                 break

@@ -41,6 +41,7 @@ class InboxRecord:
         self.path: Path | None = None
         self._fd: int | None = None
         self._size = 0
+        self._unsaved: list[str] = []
         if state_dir:
             tag = hashlib.sha256(str(inbox.resolve()).encode()).hexdigest()[:12]
             self.path = Path(state_dir) / f"inbox-{tag}.seen"
@@ -98,13 +99,17 @@ class InboxRecord:
             self._done.add(key)
             self._taken.discard(key)
             if self._fd is not None:
-                line = (key.replace("\n", " ") + "\n").encode("utf-8", "replace")
+                self._unsaved.append(key)  # with any that a full disk kept out earlier
+                line = "".join(k.replace("\n", " ") + "\n" for k in self._unsaved).encode(
+                    "utf-8", "replace"
+                )
                 try:
                     n = os.write(self._fd, line)
                     if n != len(line):
                         raise OSError(28, "short write (disk full?)")
                     os.fsync(self._fd)
                     self._size += n
+                    self._unsaved.clear()
                 except OSError as e:  # disk full: remembered in memory until a restart
                     log.error("inbox record %s: %s", self.path, e.strerror or e)
                     try:  # never leave half a key for the next one to be glued onto

@@ -36,6 +36,7 @@ class Recorder:
         self.last_event: dict[str, Any] | None = None
         self._fail_since = self._last_error_at = 0.0  # disk-full messages, rate-limited
         self._fail_count = self._suppressed = 0
+        self.last_ok = True  # the last event reached the log (dir:// acks depend on it)
 
     @staticmethod
     def _open(cfg: Config) -> EventLog:
@@ -66,8 +67,10 @@ class Recorder:
         try:
             ev = self.log.append(ev)
             self.telemetry.inc("events_written_total")
+            self.last_ok = True
         except OSError as e:
             self.telemetry.inc("events_failed_total")
+            self.last_ok = False
             self._failed(e)
             return ev
         if self._suppressed or self._fail_since:

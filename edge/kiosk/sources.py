@@ -51,8 +51,9 @@ class Frame:
     t_capture: float  # time.monotonic() when it was read
     name: str = ""  # the file of a dir:// frame
     still: bool = False  # an independent photo: no temporal smoothing
-    # called once the frame's outcome is in the event log (dir:// marks the photo screened)
-    ack: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    # called with True once the frame's outcome is in the event log (dir:// marks the photo
+    # screened), with False when it could not be logged (the photo is screened again)
+    ack: Callable[[bool], None] | None = field(default=None, compare=False, repr=False)
 
 
 class Source:
@@ -247,7 +248,14 @@ class DirSource(Source):
             self.record.done(key)
             return None
         record = self.record
-        return dataclasses.replace(self._frame(img, "BGR", p.name), ack=lambda: record.done(key))
+
+        def ack(logged: bool = True) -> None:  # not logged (disk full): screen it again
+            if logged:
+                record.done(key)
+            else:
+                record.release(key)
+
+        return dataclasses.replace(self._frame(img, "BGR", p.name), ack=ack)
 
 
 def _log_unreadable(name: str, reason: str) -> None:
