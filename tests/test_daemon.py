@@ -522,6 +522,9 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         "NoNewPrivileges=yes",
         "StateDirectory=mpox-edge",
         "ConfigurationDirectory=mpox-edge",
+        "MemoryMax=512M",
+        "TasksMax=96",
+        "RestartPreventExitStatus=2",
     ):
         assert key in text, key
     # verify wants ExecStart to exist: point it at this interpreter for the check.
@@ -543,3 +546,13 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     problems = [ln for ln in (r.stdout + r.stderr).splitlines() if str(unit) in ln]
     assert r.returncode == 0 and not problems, r.stdout + r.stderr
+    # the sandbox stays "OK" or better (exposure <= 4.9 of 10) with the limits added
+    r = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    last = (r.stdout + r.stderr).strip().splitlines()[-1]
+    level = float(last.split(":")[1].split()[0])
+    assert level <= 4.9 and any(w in last for w in ("OK", "SAFE")), last
