@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..model.selection import default_state_dir
 
 try:
     import tomllib  # Python >= 3.11
@@ -26,14 +27,6 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         tomllib = None  # type: ignore[assignment]
 
 DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
-
-
-def default_state_dir() -> str:
-    """systemd's StateDirectory= when run as the service, else a per-user directory."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return os.environ["STATE_DIRECTORY"].split(":")[0]
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "mpox-edge")
 
 
 @dataclass

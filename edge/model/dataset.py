@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+# What mpox-edge itself writes (explain's overlays): never counted as a photo of a data set.
+OWN_OUTPUT_SUFFIXES = (".cam.png",)
 MAX_PIXELS = 80_000_000  # beyond this a decode would take seconds and hundreds of MB
 
 # Folder-name aliases, matched case-insensitively, with spaces/dashes/underscores ignored.
@@ -30,6 +32,10 @@ CLASS_ALIASES: dict[str, tuple[str, ...]] = {
     "cowpox": ("cowpox",),
     "hfmd": ("hfmd", "handfootmouth", "hand_foot_mouth"),
 }
+
+
+def is_own_output(path: Path) -> bool:
+    return path.name.lower().endswith(OWN_OUTPUT_SUFFIXES)
 
 
 def _norm(name: str) -> str:
@@ -113,6 +119,11 @@ class LabelledSet:
 def scan_folder(root: str | os.PathLike[str], classes: Sequence[str]) -> LabelledSet:
     """An ImageFolder-style directory: one sub-folder per class (names matched with aliases)."""
     r = Path(root)
+    if r.is_file():
+        raise DataError(
+            f"{r} is a file; give a folder with one sub-folder of images per class "
+            f"({', '.join(classes)})"
+        )
     if not r.is_dir():
         raise DataError(f"data directory {r} does not exist")
     out = LabelledSet(classes=list(classes))
@@ -122,7 +133,7 @@ def scan_folder(root: str | os.PathLike[str], classes: Sequence[str]) -> Labelle
             out.unmatched_folders.append(sub.name)
             continue
         for f in sorted(sub.rglob("*")):
-            if f.is_file():
+            if f.is_file() and not is_own_output(f):
                 if f.suffix.lower() in IMAGE_SUFFIXES:
                     out.items.append((f, y))
                 elif not f.name.startswith("."):
