@@ -31,6 +31,7 @@ from .sdnotify import Notifier
 from .sources import Source, open_source
 from .status import DaemonView
 from .telemetry import Telemetry
+from .webui import WebUI
 
 log = logging.getLogger("mpox_edge.daemon")
 ClassifierFactory = Callable[[config.Config], Any]
@@ -82,6 +83,7 @@ class Daemon:
         self.recorder: Recorder | None = None
         self.http: ApiServer | None = None
         self.latest: Result | None = None
+        self.webui = WebUI(self)  # the kiosk page; outlives HTTP restarts on reload
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.heartbeat = time.monotonic()
@@ -124,7 +126,9 @@ class Daemon:
         if cfg.http.enabled:
             try:
                 view = DaemonView(self)
-                self.http = ApiServer(view, cfg.http.host, cfg.http.port, cfg.http.token).start()
+                self.http = ApiServer(
+                    view, cfg.http.host, cfg.http.port, cfg.http.token, routes=self.webui
+                ).start()
             except OSError as e:
                 raise config.ConfigError(
                     f"[http] cannot listen on {cfg.http.host}:{cfg.http.port}: {e.strerror or e}"
@@ -178,6 +182,7 @@ class Daemon:
                 r, self.classifier.classes, self.pipeline.positive_class, self.model_info(True)
             )
             self.latest = r
+            self.webui.publish(r)
             if max_frames and self.telemetry.get("frames_processed_total") >= max_frames:
                 break
         return 0
@@ -187,6 +192,7 @@ class Daemon:
         self.notifier.stopping()
         if self.capture:
             self.capture.stop(timeout=0.5)
+        self.webui.close()
         if self.http:
             self.http.close()
         if self.recorder:
