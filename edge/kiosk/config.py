@@ -132,6 +132,7 @@ class EventsConfig:
     snapshot_dir: str = ""  # empty: <state_dir>/snapshots
     snapshot_labels: list[str] = field(default_factory=lambda: ["refer"])
     max_snapshots: int = 500
+    blur_faces: bool = True  # snapshots: faces found by the Haar face finder are blurred
 
     def check(self) -> list[str]:
         e = []
@@ -163,6 +164,42 @@ class HttpConfig:
         return e
 
 
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+
+def ui_languages() -> list[str]:
+    """The languages the kiosk page ships: one edge/kiosk/web/i18n/<code>.json each."""
+    return sorted(p.stem for p in (WEB_DIR / "i18n").glob("*.json"))
+
+
+@dataclass
+class UiConfig:
+    """The kiosk page (``GET /``, edge/kiosk/webui.py) on the HTTP server."""
+
+    enabled: bool = True
+    language: str = "en"  # default; ?lang= on the page's address overrides it
+    stream: bool = True  # /stream.mjpg: encoded only while a browser watches
+    stream_width: int = 640  # frames are scaled down to this width for the live view
+    stream_fps: float = 30.0  # at most this many live-view frames a second per browser
+    stream_quality: int = 70  # JPEG quality of the live view
+    heatmap: bool = True  # offer the heatmap toggle on refer/unsure (needs explain = true)
+
+    def check(self) -> list[str]:
+        e = []
+        langs = ui_languages()
+        if self.language not in langs:
+            close = difflib.get_close_matches(self.language, langs, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            e.append(f"language {self.language!r} is not shipped: one of {', '.join(langs)}{hint}")
+        if not 64 <= self.stream_width <= 3840:
+            e.append(f"stream_width must be 64..3840 pixels, not {self.stream_width}")
+        if not 0 < self.stream_fps <= 120:
+            e.append(f"stream_fps must be in (0, 120], not {self.stream_fps}")
+        if not 10 <= self.stream_quality <= 95:
+            e.append(f"stream_quality must be 10..95, not {self.stream_quality}")
+        return e
+
+
 @dataclass
 class Config:
     state_dir: str = field(default_factory=default_state_dir)
@@ -173,6 +210,7 @@ class Config:
     roi: RoiConfig = field(default_factory=RoiConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
     origin: str = field(default="<defaults>", compare=False)  # not a TOML key
 
     @property
