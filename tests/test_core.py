@@ -89,11 +89,11 @@ def test_preprocess_colour_order_is_honoured() -> None:
 
 
 def test_preprocess_rejects_bad_frames() -> None:
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"HxWx3 uint8.*\(10, 10\)"):
         preprocess(np.zeros((10, 10), np.uint8), SPEC)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="float32"):
         preprocess(np.zeros((10, 10, 3), np.float32), SPEC)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="no frames"):
         preprocess_batch([], SPEC)
 
 
@@ -123,13 +123,13 @@ def test_manifest_round_trip_and_tamper_detection(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["{not json", "[]", json.dumps({"classes": ["a", "b"]})])
 def test_bad_manifest_is_one_clear_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "manifest.json").write_text(text)
-    with pytest.raises(ManifestError):
+    with pytest.raises(ManifestError, match="manifest.json"):
         ModelDir.load(tmp_path)
 
 
 def test_artifact_path_cannot_escape(tmp_path: Path) -> None:
     md = _model_dir(tmp_path)
-    with pytest.raises(ManifestError):
+    with pytest.raises(ManifestError, match="passwd"):
         md.file("../../etc/passwd")
 
 
@@ -149,7 +149,7 @@ def test_decode_handles_odd_images(tmp_path: Path) -> None:
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "junk.png").write_bytes(b"\x89PNG garbage")
     for bad in ("empty.png", "junk.png", "absent.png"):
-        with pytest.raises(DataError):
+        with pytest.raises(DataError, match=bad):  # the message names the file
             dataset.read_image(tmp_path / bad)
 
 
@@ -166,7 +166,7 @@ def test_scan_folder_counts_what_it_skips(tmp_path: Path) -> None:
     got = [(p.name, img is None) for p, _, img, _ in s.iter_images()]
     assert ("broken.jpg", True) in got
     assert len(s.skipped) == 2  # notes.txt (suffix) + broken.jpg (decode)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="Tattoo holds no images"):
         dataset.scan_folder(tmp_path / "Tattoo", classes)
 
 

@@ -22,6 +22,8 @@ from ..errors import DataError, shown
 from .imageinfo import ImageInfo, sniff
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+# What mpox-edge itself writes (explain's overlays): never counted as a photo of a data set.
+OWN_OUTPUT_SUFFIXES = (".cam.png",)
 # Limits, checked on the header before any decode (see imageinfo.py). A full decode costs
 # about twice its array in peak RSS (measured here: 368 MB for an 8000x8000 JPEG), so
 # formats OpenCV cannot decode scaled down get a byte budget; a baseline JPEG above
@@ -56,6 +58,10 @@ CLASS_ALIASES: dict[str, tuple[str, ...]] = {
     "cowpox": ("cowpox",),
     "hfmd": ("hfmd", "handfootmouth", "hand_foot_mouth"),
 }
+
+
+def is_own_output(path: Path) -> bool:
+    return path.name.lower().endswith(OWN_OUTPUT_SUFFIXES)
 
 
 def _norm(name: str) -> str:
@@ -199,6 +205,11 @@ class LabelledSet:
 def scan_folder(root: str | os.PathLike[str], classes: Sequence[str]) -> LabelledSet:
     """An ImageFolder-style directory: one sub-folder per class (names matched with aliases)."""
     r = Path(root)
+    if r.is_file():
+        raise DataError(
+            f"{r} is a file; give a folder with one sub-folder of images per class "
+            f"({', '.join(classes)})"
+        )
     if not r.is_dir():
         raise DataError(f"data directory {r} does not exist")
     out = LabelledSet(classes=list(classes))
@@ -210,6 +221,8 @@ def scan_folder(root: str | os.PathLike[str], classes: Sequence[str]) -> Labelle
         for f, why in _walk(sub):
             if why:
                 out.skipped.append((shown(f), why))
+            elif is_own_output(f):
+                continue
             elif f.suffix.lower() in IMAGE_SUFFIXES:
                 out.items.append((f, y))
             elif not f.name.startswith("."):
