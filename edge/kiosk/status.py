@@ -71,13 +71,11 @@ class DaemonView:
         }
 
     def _last_decision(self) -> dict[str, Any] | None:
-        d = self.d
-        r = d.latest
+        r = self.d.latest
         if r is None:
             return None
-        d = r.decision
         return {
-            **d.to_dict(),
+            **r.decision.to_dict(),
             "frame": r.frame.seq,
             "name": r.frame.name,
             "age_s": round(time.monotonic() - r.frame.t_capture, 3),
