@@ -137,15 +137,15 @@ def test_artifact_path_cannot_escape(tmp_path: Path) -> None:
 def test_decode_handles_odd_images(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     cases = {
-        "gray.png": rng.integers(0, 256, (20, 30), dtype=np.uint8),
-        "rgba.png": rng.integers(0, 256, (20, 30, 4), dtype=np.uint8),
-        "deep.png": rng.integers(0, 65535, (20, 30, 3), dtype=np.uint16),
-        "ok.jpg": rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+        "gray.png": rng.integers(0, 256, (40, 60), dtype=np.uint8),
+        "rgba.png": rng.integers(0, 256, (40, 60, 4), dtype=np.uint8),
+        "deep.png": rng.integers(0, 65535, (40, 60, 3), dtype=np.uint16),
+        "ok.jpg": rng.integers(0, 256, (40, 60, 3), dtype=np.uint8),
     }
     for name, arr in cases.items():
         cv2.imwrite(str(tmp_path / name), arr)
         img = dataset.read_image(tmp_path / name)
-        assert img.shape == (20, 30, 3) and img.dtype == np.uint8, name
+        assert img.shape == (40, 60, 3) and img.dtype == np.uint8, name
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "junk.png").write_bytes(b"\x89PNG garbage")
     for bad in ("empty.png", "junk.png", "absent.png"):
@@ -157,7 +157,7 @@ def test_scan_folder_counts_what_it_skips(tmp_path: Path) -> None:
     classes = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
     for folder in ("MPOX", "healthy", "Measles", "Tattoo"):
         (tmp_path / folder).mkdir()
-        cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((32, 32, 3), np.uint8))
     (tmp_path / "MPOX" / "broken.jpg").write_bytes(b"")
     (tmp_path / "MPOX" / "notes.txt").write_text("x")
     s = dataset.scan_folder(tmp_path, classes)

@@ -31,6 +31,7 @@ from .sdnotify import Notifier
 from .sources import Source, open_source
 from .status import DaemonView
 from .telemetry import Telemetry
+from .webui import WebUI
 
 log = logging.getLogger("mpox_edge.daemon")
 ClassifierFactory = Callable[[config.Config], Any]
@@ -84,6 +85,7 @@ class Daemon:
         self.http: ApiServer | None = None
         self.latest: Result | None = None
         self.on_result: Callable[[Result], None] | None = None  # serve --once prints each
+        self.webui = WebUI(self)  # the kiosk page; outlives HTTP restarts on reload
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.heartbeat = time.monotonic()
@@ -126,7 +128,9 @@ class Daemon:
         if cfg.http.enabled:
             try:
                 view = DaemonView(self)
-                self.http = ApiServer(view, cfg.http.host, cfg.http.port, cfg.http.token).start()
+                self.http = ApiServer(
+                    view, cfg.http.host, cfg.http.port, cfg.http.token, routes=self.webui
+                ).start()
             except OSError as e:
                 raise config.ConfigError(
                     f"[http] cannot listen on {cfg.http.host}:{cfg.http.port}: {e.strerror or e}"
@@ -182,6 +186,7 @@ class Daemon:
             self.latest = r
             if self.on_result is not None:
                 self.on_result(r)
+            self.webui.publish(r)
             if max_frames and self.telemetry.get("frames_processed_total") >= max_frames:
                 break
         return 0
@@ -191,6 +196,7 @@ class Daemon:
         self.notifier.stopping()
         if self.capture:
             self.capture.stop(timeout=0.5)
+        self.webui.close()
         if self.http:
             self.http.close()
         if self.recorder:

@@ -67,6 +67,7 @@ class DaemonView:
                 else None
             ),
             "explain": d.explainer.wanted(d.cfg),
+            "ui": d.webui.stats() if d.cfg.ui.enabled else None,
             "config": d.cfg.origin,
         }
 
