@@ -87,12 +87,16 @@ class Recorder:
             "top_class": d.top_class,
             "top_prob": clean(d.top_prob),
             "window": d.window,
+            "ood_score": clean(d.ood_score),
             "source": self.cfg.source.uri,
             "frame": r.frame.seq,
             "quality": {
                 "sharpness": round(q.sharpness, 1),
                 "brightness": round(q.brightness, 1),
                 "clipped": round(q.clipped, 4),
+                "detail": clean(q.detail),
+                "highlight": clean(q.highlight),
+                "saturated": clean(q.saturated),
             },
             "latency_ms": round(r.timings_ms.get("capture_to_decision", 0.0), 2),
         }

@@ -66,6 +66,11 @@ class DaemonView:
                 if d.pipeline
                 else None
             ),
+            "unsure": (
+                {"enabled": d.pipeline.cfg.unsure, "ood_threshold": d.pipeline.ood_threshold}
+                if d.pipeline
+                else None
+            ),
             "explain": d.explainer.wanted(d.cfg),
             "config": d.cfg.origin,
         }
@@ -83,6 +88,7 @@ class DaemonView:
             "top_class": d.top_class,
             "top_prob": clean(d.top_prob),
             "window": d.window,
+            "ood_score": clean(d.ood_score),
             "frame": r.frame.seq,
             "name": r.frame.name,
             "age_s": round(time.monotonic() - r.frame.t_capture, 3),
