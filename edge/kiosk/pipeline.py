@@ -50,9 +50,7 @@ class Quality:
     ok: bool
     reason: str = ""
     detail: float = math.nan  # weaker-axis 2nd-derivative variance / grey variance
-    highlight: float = (
-        math.nan
-    )  # 99th-percentile grey level: low when even the brightest part is dark
+    highlight: float = math.nan  # 99th-percentile grey: low when even the brightest is dark
     saturated: float = math.nan  # fraction of pixels with a colour channel >= 250 (blown out)
     contrast: float = math.nan  # standard deviation of the grey levels (blank frame: ~0)
 
@@ -66,6 +64,22 @@ class Decision:
     window: int  # frames averaged
     reason: str
     ood_score: float = math.nan  # smoothed out-of-distribution score (NaN: the model has none)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON form (event log, /status, ``serve --once``); NaN becomes null."""
+        return {
+            "decision": self.label,
+            "reason": self.reason,
+            "p_positive": _finite(self.p_positive),
+            "top_class": self.top_class,
+            "top_prob": _finite(self.top_prob),
+            "window": self.window,
+            "ood_score": _finite(self.ood_score),
+        }
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 5)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cliopts import ints
 from ..errors import DataError, UsageError
 from ..model.dataset import IMAGE_SUFFIXES, match_class, read_image, read_splits
 
@@ -28,7 +29,7 @@ TEST_FOLD = 4  # MSID's and msld2-dev's reported test fold: nothing is chosen on
 class CollectionSpec:
     data: str | None = None  # None: the bundled held-out sample
     splits: str | None = None
-    folds: str | None = None
+    folds: list[int] | None = None
     exclude: str | None = None
     name: str | None = None
 
@@ -71,6 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--folds",
         action=CollectionAction,
+        type=ints,
         metavar="LIST",
         help="folds of the preceding --data to evaluate (comma list; default 4; needs a "
         "split file: --splits, or DIR/splits.csv)",
@@ -111,12 +113,8 @@ class Collection:
                 yield p, lab, y, None
 
 
-def parse_folds(text: str | None) -> list[int]:
-    try:
-        folds = sorted({int(f) for f in (text or "").split(",") if f.strip()})
-    except ValueError:
-        raise UsageError(f"--folds takes a comma list of integers, not {text!r}") from None
-    return folds or [TEST_FOLD]
+def parse_folds(folds: list[int] | None) -> list[int]:
+    return sorted(set(folds or ())) or [TEST_FOLD]
 
 
 def read_exclude(path: str) -> set[str]:

@@ -24,10 +24,12 @@ def format_report(r: dict[str, Any]) -> list[str]:
             f"  {c:<12}{m['support']:>5}{_pct(m['precision']):>8}{_pct(m['recall']):>8}"
             f"{_pct(m['specificity']):>8}{_pct(m['f1']):>8}{m['auc']:>7.3f}"
         )
-    lines.append(
-        "  confusion (rows true, cols predicted): "
-        + " | ".join(" ".join(f"{v:3d}" for v in row) for row in r["confusion_matrix"])
-    )
+    names = list(r["per_class"])
+    w = max(5, *(len(c) + 1 for c in names))
+    lines.append("  confusion matrix: rows are the true class, columns the predicted class")
+    lines.append(f"  {'':<12}" + "".join(f"{c:>{w}}" for c in names))
+    for c, row in zip(names, r["confusion_matrix"], strict=False):
+        lines.append(f"  {c:<12}" + "".join(f"{v:>{w}d}" for v in row))
     s = r.get("screening")
     if s:
         lo, hi = s["sensitivity_ci95"]
