@@ -131,6 +131,7 @@ def test_decision_has_one_serialisation() -> None:
         "top_class": "",
         "top_prob": None,
         "window": 0,
+        "ood_score": None,  # issue 11: the smoothed OOD score behind "unsure"
     }
     json.dumps(d.to_dict(), allow_nan=False)
 

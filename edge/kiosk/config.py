@@ -29,6 +29,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         tomllib = None  # type: ignore[assignment]
 
 DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
+DECISIONS = ("refer", "clear", "retake", "unsure")  # what the pipeline can answer
 
 
 @dataclass
@@ -87,10 +88,20 @@ class DecisionConfig:
     # (chosen on validation data for a target sensitivity, in its manifest), else 0.5.
     refer_threshold: float = 0.0
     smoothing: int = 5  # frames averaged for video sources (stills: 1)
-    min_sharpness: float = 40.0  # Laplacian variance on a 256-511 px grey copy; below: retake
-    min_brightness: float = 40.0  # mean grey level; below -> retake (too dark)
-    max_brightness: float = 215.0
-    max_clipped: float = 0.3  # fraction of pixels at 0-4 or 251-255; above -> retake
+    # "unsure" (see a health worker) when the model's manifest has an out-of-distribution
+    # score and threshold and the (smoothed) score crosses it; false: refer/clear only.
+    unsure: bool = True
+    # The quality gate (retake), measured on a 256-511 px copy. Defaults fitted by
+    # scripts/fit_quality_gate.py on real MSID + msld2-dev training photos (folds 0-3) and
+    # synthetic blur/exposure faults (docs/eval.md); 0 / 1 / 255 switch a rule off.
+    min_sharpness: float = 2.219  # Laplacian variance; below: blurred
+    min_detail: float = 0.006007  # weaker-axis 2nd-derivative variance / grey variance
+    min_contrast: float = 0.0  # grey-level standard deviation; below: nothing in view
+    min_brightness: float = 0.0  # mean grey level; below: too dark
+    min_highlight: float = 122.08  # 99th-percentile grey level; below: too dark
+    max_brightness: float = 255.0  # mean grey level; above: too bright
+    max_saturated: float = 0.784  # fraction of pixels with a channel >= 250; above: too bright
+    max_clipped: float = 1.0  # fraction of pixels at 0-4 or 251-255; above: badly exposed
 
     def check(self) -> list[str]:
         e = []
@@ -102,8 +113,12 @@ class DecisionConfig:
             e.append(f"smoothing must be 1..300 frames, not {self.smoothing}")
         if not 0 <= self.min_brightness < self.max_brightness <= 255:
             e.append("need 0 <= min_brightness < max_brightness <= 255")
-        if self.min_sharpness < 0 or not 0 < self.max_clipped <= 1:
-            e.append("min_sharpness must be >= 0 and max_clipped in (0, 1]")
+        if min(self.min_sharpness, self.min_detail, self.min_contrast) < 0:
+            e.append("min_sharpness, min_detail and min_contrast must be >= 0")
+        if not 0 <= self.min_highlight <= 255:
+            e.append(f"min_highlight must be in 0..255, not {self.min_highlight}")
+        if not (0 < self.max_clipped <= 1 and 0 < self.max_saturated <= 1):
+            e.append("max_clipped and max_saturated must be in (0, 1]")
         return e
 
 
@@ -140,9 +155,9 @@ class EventsConfig:
         e = []
         if self.max_bytes < 4096 or self.backups < 0 or self.max_snapshots < 1:
             e.append("need max_bytes >= 4096, backups >= 0 and max_snapshots >= 1")
-        bad = set(self.snapshot_labels) - {"refer", "clear", "retake"}
+        bad = set(self.snapshot_labels) - set(DECISIONS)
         if bad:
-            e.append(f"snapshot_labels: unknown decision(s) {sorted(bad)} (refer, clear, retake)")
+            e.append(f"snapshot_labels: unknown decision(s) {sorted(bad)} ({', '.join(DECISIONS)})")
         return e
 
 

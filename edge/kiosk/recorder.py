@@ -88,6 +88,9 @@ class Recorder:
                 "sharpness": round(q.sharpness, 1),
                 "brightness": round(q.brightness, 1),
                 "clipped": round(q.clipped, 4),
+                "detail": clean(q.detail),
+                "highlight": clean(q.highlight),
+                "saturated": clean(q.saturated),
             },
             "latency_ms": round(r.timings_ms.get("capture_to_decision", 0.0), 2),
         }

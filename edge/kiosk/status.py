@@ -66,6 +66,11 @@ class DaemonView:
                 if d.pipeline
                 else None
             ),
+            "unsure": (
+                {"enabled": d.pipeline.cfg.unsure, "ood_threshold": d.pipeline.ood_threshold}
+                if d.pipeline
+                else None
+            ),
             "explain": d.explainer.wanted(d.cfg),
             "ui": d.webui.stats() if d.cfg.ui.enabled else None,
             "config": d.cfg.origin,
