@@ -19,6 +19,7 @@ from .pipeline import Result
 from .telemetry import Telemetry
 
 log = logging.getLogger("mpox_edge.recorder")
+ERROR_EVERY_S = 60.0
 
 
 def clean(x: float) -> float | None:
@@ -33,6 +34,9 @@ class Recorder:
         self.log = self._open(cfg)
         self.last_label = ""
         self.last_event: dict[str, Any] | None = None
+        self._fail_since = self._last_error_at = 0.0  # disk-full messages, rate-limited
+        self._fail_count = self._suppressed = 0
+        self.last_ok = True  # the last event reached the log (dir:// acks depend on it)
 
     @staticmethod
     def _open(cfg: Config) -> EventLog:
@@ -63,10 +67,37 @@ class Recorder:
         try:
             ev = self.log.append(ev)
             self.telemetry.inc("events_written_total")
+            self.last_ok = True
         except OSError as e:
             self.telemetry.inc("events_failed_total")
-            log.error("event log %s: %s", self.cfg.events_path, e.strerror or e)
+            self.last_ok = False
+            self._failed(e)
+            return ev
+        if self._suppressed or self._fail_since:
+            log.warning(
+                "event log %s writable again after %d failed event(s)",
+                self.cfg.events_path,
+                self._fail_count,
+            )
+            self._suppressed = self._fail_count = 0
+            self._fail_since = 0.0
         return ev
+
+    def _failed(self, e: OSError) -> None:
+        """One ERROR line at the first failure, then at most one a minute (not one a frame)."""
+        now = time.monotonic()
+        self._fail_count += 1
+        if self._fail_since and now - self._last_error_at < ERROR_EVERY_S:
+            self._suppressed += 1
+            return
+        more = (
+            f" ({self._suppressed} more failures since the last message)"
+            if self._suppressed
+            else ""
+        )
+        log.error("event log %s: %s%s", self.cfg.events_path, e.strerror or e, more)
+        self._fail_since = self._fail_since or now
+        self._last_error_at, self._suppressed = now, 0
 
     def decision(
         self, r: Result, classes: list[str], positive_class: str, model: dict[str, str]

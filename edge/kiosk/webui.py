@@ -263,6 +263,7 @@ class WebUI:
             h._send(503, f"too many {kind} clients\n".encode(), "text/plain", {"Retry-After": "5"})
             return False
         h.streaming = True  # held open: connection deadlines must not cut it (httpapi)
+        h.lift_deadline()
         h.close_connection = True
         h.send_response(200)
         for k, v in (

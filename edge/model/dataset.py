@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,9 +133,11 @@ def decode_image(data: bytes) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def read_bytes_bounded(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
-    """A regular file's bytes, never more than ``limit``; FIFOs and devices are refused
-    without blocking (opened non-blocking, checked with fstat before any read)."""
+def read_bytes_bounded(
+    path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES, deadline_s: float | None = None
+) -> bytes:
+    """A regular file's bytes, never more than ``limit`` nor for longer than ``deadline_s``;
+    FIFOs and devices are refused without blocking (opened non-blocking, fstat first)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -142,20 +145,28 @@ def read_bytes_bounded(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES
             raise DataError("not a regular file (a FIFO, device or socket): not read")
         if st.st_size > limit:
             raise DataError(f"file too large ({st.st_size} bytes; limit {limit})")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+        end = None if deadline_s is None else time.monotonic() + deadline_s
+        parts, total = [], 0
+        while total <= limit:
+            block = os.read(fd, 1 << 20)
+            if not block:
+                break
+            parts.append(block)
+            total += len(block)
+            if end is not None and time.monotonic() > end:
+                raise DataError(f"reading took longer than {deadline_s:g} s (slow storage?)")
     finally:
         os.close(fd)
-    if len(data) > limit:  # grew while we read
+    if total > limit:  # grew while we read
         raise DataError(f"file too large (over {limit} bytes)")
-    return data
+    return b"".join(parts)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, deadline_s: float | None = None) -> np.ndarray:
     """Read an image file as upright HxWx3 uint8 BGR (16-bit, grey, RGBA, unicode paths)."""
     p = Path(path)
     try:
-        data = read_bytes_bounded(p)
+        data = read_bytes_bounded(p, deadline_s=deadline_s)
     except OSError as e:
         raise DataError(f"{shown(p)}: {e.strerror or e}") from None
     except DataError as e:
