@@ -49,6 +49,7 @@ STREAM_PATHS = frozenset({"/events", "/stream.mjpg"})  # long-lived: no request 
 FLAGGED = ("refer", "unsure")  # the decisions that may show a heatmap
 MAX_CLIENTS = 4  # per stream kind: each holds one server thread
 KEEPALIVE_S = 10.0
+PART_HEAD = b"Content-Type: image/jpeg\r\n\r\n"
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -326,7 +327,7 @@ class WebUI:
         if not self._open_stream(h, "stream", "multipart/x-mixed-replace; boundary=frame"):
             return
         try:
-            h.wfile.write(b"--frame\r\n")
+            h.wfile.write(b"--frame\r\n" + PART_HEAD)
             last, due = -1, 0.0
             while not self._closed:
                 if self._wait(last, KEEPALIVE_S) == last and last >= 0:
@@ -338,9 +339,9 @@ class WebUI:
                 if jpg is None:
                     last = seq
                     continue
-                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\n\r\n"
-                # the boundary right after the part: browsers show a part once it is closed
-                h.wfile.write(head.encode() + jpg + b"\r\n--frame\r\n")
+                # the next part's boundary and headers right after this one: Chromium shows a
+                # part only once the next one has begun (else the screen lags one frame behind)
+                h.wfile.write(jpg + b"\r\n--frame\r\n" + PART_HEAD)
                 last = seq
                 due = max(time.monotonic(), due + 1.0 / self.d.cfg.ui.stream_fps)
         except OSError:
