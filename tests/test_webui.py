@@ -7,8 +7,11 @@ is tests/test_kiosk_page.py.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -290,3 +293,34 @@ def test_snapshots_only_when_asked_and_with_faces_blurred(tmp_path: Path, daemon
     assert diff(snap, expected) < 2.5 and diff(snap, img) > 2 * diff(snap, expected)
     ev = [e for e in read_events(d2.cfg.events_path) if e.get("event") == "decision"]
     assert ev and ev[0]["faces_blurred"] >= 1 and ev[0]["snapshot"].endswith(".jpg")
+
+
+# -- booting a kiosk into the page --------------------------------------------------------------
+def test_browser_autostart_files() -> None:
+    script = REPO / "deploy" / "kiosk-browser.sh"
+    assert subprocess.run(["sh", "-n", str(script)], timeout=10).returncode == 0
+    r = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "MPOX_EDGE_URL" in r.stdout
+    text = script.read_text()
+    assert "--kiosk" in text and "http://127.0.0.1:8080/" in text and "/healthz" in text
+    unit = (REPO / "deploy" / "kiosk-browser.service").read_text()
+    assert "WantedBy=graphical-session.target" in unit and "Restart=always" in unit
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_browser_unit_verifies(tmp_path: Path) -> None:
+    text = (REPO / "deploy" / "kiosk-browser.service").read_text()
+    unit = tmp_path / "kiosk-browser.service"  # verify wants ExecStart to exist
+    script = REPO / "deploy" / "kiosk-browser.sh"
+    unit.write_text(
+        text.replace("ExecStart=/usr/local/bin/mpox-edge-kiosk-browser", f"ExecStart={script}")
+    )
+    r = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    problems = [ln for ln in (r.stdout + r.stderr).splitlines() if str(unit) in ln]
+    assert r.returncode == 0 and not problems, r.stdout + r.stderr
