@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,44 @@ def first_paints(clip: Path, tmp: Path, n: int) -> list[float]:
         proc.stop()
 
 
+def _reader(url: str, path: str, stop: threading.Event) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        while not stop.is_set() and s.recv(65536):
+            pass
+
+
+def attribute(clip: Path, tmp: Path, rounds: int, seconds: float) -> dict[str, float]:
+    """Daemon CPU % (camera mode) with raw socket readers instead of a browser: what each
+    route costs the daemon itself, without a browser competing for the same cores."""
+    cfg = tmp / "attr.toml"
+    cfg.write_text(
+        f'state_dir = "{tmp / "state"}"\n[model]\nbackend = "onnxruntime"\nwarmup = 3\n'
+        f'[source]\nuri = "file://{clip}"\nloop = true\nrealtime = true\n[http]\nport = 0\n'
+    )
+    cases = {"none": [], "events": ["/events"], "stream": ["/stream.mjpg"]}
+    cases["both"] = cases["events"] + cases["stream"]
+    out: dict[str, list[float]] = {k: [] for k in cases}
+    proc = ServeProcess(["--config", str(cfg)])
+    try:
+        url = proc.url(timeout=120)
+        proc.wait_for("ready:", timeout=120)
+        time.sleep(3)
+        for _ in range(rounds):
+            for name, paths in cases.items():
+                stop = threading.Event()
+                for path in paths:
+                    threading.Thread(target=_reader, args=(url, path, stop), daemon=True).start()
+                time.sleep(1)
+                out[name].append(window(proc, url, seconds)["cpu_percent"])
+                stop.set()
+                time.sleep(0.5)
+    finally:
+        proc.stop()
+    return {k: med(v) for k, v in out.items()}
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -193,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paints", type=int, default=10, help="first-paint navigations")
     ap.add_argument("--stream-width", type=int, default=0, help="[ui] stream_width (0: default)")
     ap.add_argument("--stream-fps", type=float, default=0, help="[ui] stream_fps (0: default)")
+    ap.add_argument(
+        "--attribute",
+        action="store_true",
+        help="also: daemon CPU with raw /events, /stream readers",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if browser_paths() is None:
@@ -245,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_ms": med([r["latency_ms_median"] for r in rounds]),
                 "latency_ms_p95": med([r["latency_ms_p95"] for r in rounds]),
             }
+        if args.attribute:
+            report["raw_clients_cpu_percent"] = attribute(clip, tmp, args.rounds, args.window)
         paints = first_paints(clip, tmp, args.paints)
         report["first_paint_ms"] = med(paints)
         report["first_paint_ms_all"] = [round(p, 1) for p in paints]
@@ -261,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"live view {m['stream_fps']:.1f} fps; decision to "
                 f"screen median {m['latency_ms']:.1f} ms, p95 {m['latency_ms_p95']:.1f} ms "
                 f"(target <= {TARGETS['latency_ms']})"
+            )
+        if "raw_clients_cpu_percent" in report:
+            a = report["raw_clients_cpu_percent"]
+            print(
+                "daemon CPU with raw readers (camera mode): "
+                + ", ".join(f"{k} {v:.1f}%" for k, v in a.items())
             )
         print(
             f"first paint: median {report['first_paint_ms']:.0f} ms over {len(paints)} loads "
