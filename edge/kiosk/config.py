@@ -10,12 +10,15 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import socket
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..model.selection import default_state_dir
+from .fleetconfig import ModelsConfig, MqttConfig  # noqa: F401 - sections of Config
 
 try:
     import tomllib  # Python >= 3.11
@@ -26,14 +29,6 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         tomllib = None  # type: ignore[assignment]
 
 DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
-
-
-def default_state_dir() -> str:
-    """systemd's StateDirectory= when run as the service, else a per-user directory."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return os.environ["STATE_DIRECTORY"].split(":")[0]
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "mpox-edge")
 
 
 @dataclass
@@ -218,6 +213,8 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     origin: str = field(default="<defaults>", compare=False)  # not a TOML key
 
     @property
@@ -227,6 +224,18 @@ class Config:
     @property
     def snapshot_dir(self) -> Path:
         return Path(self.events.snapshot_dir or Path(self.state_dir) / "snapshots")
+
+    @property
+    def device_id(self) -> str:
+        return self.mqtt.device_id or socket.gethostname().split(".")[0] or "kiosk"
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.mqtt.topic_prefix or f"mpox-edge/{self.device_id}/"
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.state_dir) / "models"
 
 
 def is_loopback(host: str) -> bool:

@@ -25,6 +25,10 @@ from typing import Any, Protocol
 log = logging.getLogger("mpox_edge.http")
 
 
+class NotReady(Exception):
+    """Asked for something the daemon has not produced yet: 503 with Retry-After."""
+
+
 class Provider(Protocol):
     def health(self) -> tuple[bool, str]: ...
 
@@ -32,7 +36,9 @@ class Provider(Protocol):
 
     def metrics_text(self) -> str: ...
 
-    def latest_jpeg(self) -> bytes | None: ...
+    def latest_jpeg(self) -> bytes | None:
+        """The newest frame; None when [http] latest_jpg is off; NotReady before a frame."""
+        ...
 
 
 class Routes(Protocol):
@@ -126,9 +132,15 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/metrics":
                 self._send(200, p.metrics_text().encode(), "text/plain; version=0.0.4")
             else:
-                jpg = p.latest_jpeg()
+                try:
+                    jpg = p.latest_jpeg()
+                except NotReady as e:
+                    self._send(503, f"{e}\n".encode(), "text/plain", {"Retry-After": "2"})
+                    return
                 if jpg is None:
-                    self._send(404, b"no frame yet\n", "text/plain")
+                    self._send(
+                        404, b"/latest.jpg is off ([http] latest_jpg = false)\n", "text/plain"
+                    )
                 else:
                     self._send(200, jpg, "image/jpeg")
         except (BrokenPipeError, ConnectionResetError):
