@@ -33,13 +33,15 @@ def evaluate_set(
     ys: list[int] = []
     probs: list[np.ndarray] = []
     lat: list[float] = []
-    for _path, y, img, _why in progress(
+    paths: list[str] = []
+    for path, y, img, _why in progress(
         data.iter_images(), total=len(data.items), desc=desc, enabled=show_progress
     ):
         if img is None:
             continue
         pred = clf.predict(img)
         ys.append(y)
+        paths.append(str(path))
         probs.append(pred.probs)
         lat.append(pred.timings_ms["end_to_end"] / 1e3)
     report = classification_report(
@@ -51,6 +53,7 @@ def evaluate_set(
     )
     report["probs"] = [[float(v) for v in p] for p in probs]
     report["labels"] = ys
+    report["paths"] = paths
     report["skipped"] = [{"path": p, "reason": r} for p, r in data.skipped]
     report["n_skipped"] = len(data.skipped)
     report["unmatched_folders"] = data.unmatched_folders
@@ -125,7 +128,11 @@ def run(args: argparse.Namespace) -> int:
             # The manifest ships to other machines: name the data set, not this host's path.
             on = Path(data_dir).resolve().name + where
             rep["screening_threshold"] = _record_threshold(clf, rep, args.choose_threshold, on)
-        del rep["probs"], rep["labels"]
+        # Per image, relative to DATA: what the arm64 check compares against the x86 run.
+        rep["predictions"] = [
+            {"path": _relative(p, data_dir), "label": y, "probs": pr}
+            for p, y, pr in zip(rep.pop("paths"), rep.pop("labels"), rep.pop("probs"), strict=True)
+        ]
         results.append(rep)
     if args.compare:
         rows = [
@@ -150,6 +157,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
     return 0
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
 
 
 def _folds(args: argparse.Namespace) -> set[int]:
