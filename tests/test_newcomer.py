@@ -243,4 +243,4 @@ def test_every_script_takes_help_safely(script: Path, tmp_path: Path) -> None:
         r = subprocess.run(
             [*cmd, "--bogus"], capture_output=True, text=True, cwd=tmp_path, timeout=60
         )
-        assert r.returncode == 2 and "unknown option --bogus" in r.stderr
+        assert r.returncode != 0 and "unknown option --bogus" in r.stderr
