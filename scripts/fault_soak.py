@@ -396,6 +396,11 @@ class Soak:
             <= r.get(f"{d.name}_threads", {}).get("after_warmup_max", 0) + 4
             for d in self.daemons
         )
+        # warm-up plus enough samples to see a trend: a short run checks correctness only
+        r["rss_and_threads_checked"] = self.minutes >= 10
+        if not r["rss_and_threads_checked"]:
+            growth_ok = threads_ok = True
+            self.notes.append("RSS/thread bounds not checked: runs under 10 minutes")
         r["ok"] = bool(
             not r["crashes"]
             and r["photos_lost"] == 0

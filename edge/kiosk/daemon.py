@@ -284,7 +284,7 @@ class Daemon:
         if asdict(new.model) != asdict(old.model):
             with self.notifier.keepalive():
                 clf = self._load_model(new)
-        prev = self.pipeline.classifier
+        prev: Any = self.pipeline.classifier
         self.pipeline.classifier = clf
         try:
             self.pipeline.configure(new.decision, new.roi)

@@ -164,7 +164,18 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "mpox-edge"
     protocol_version = "HTTP/1.1"
     timeout = 10  # a client that stops talking frees its thread
-    streaming = False  # True once a route holds the connection open (SSE, MJPEG)
+    _streaming = False
+
+    @property
+    def streaming(self) -> bool:
+        """True once a route holds the connection open (SSE, MJPEG): no overall deadline."""
+        return self._streaming
+
+    @streaming.setter
+    def streaming(self, value: bool) -> None:
+        self._streaming = value
+        if value:
+            self.lift_deadline()
 
     def handle_one_request(self) -> None:
         deadline = time.monotonic() + self.server.request_deadline_s

@@ -11,9 +11,10 @@ import csv
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ _REDUCED = {
     4: cv2.IMREAD_REDUCED_COLOR_4,
     8: cv2.IMREAD_REDUCED_COLOR_8,
 }
-_ORIENT = {  # EXIF orientation -> what makes the stored pixels upright
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {  # EXIF orientation -> upright
     2: lambda a: cv2.flip(a, 1),
     3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
     4: lambda a: cv2.flip(a, 0),
@@ -111,6 +112,7 @@ def decode_image(data: bytes) -> np.ndarray:
     """
     info, factor = check_header(data)
     buf = np.frombuffer(data, np.uint8)
+    img: Any
     if factor > 1:
         img = cv2.imdecode(buf, _REDUCED[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     else:  # UNCHANGED keeps 16-bit and alpha for our own conversion, and ignores EXIF
@@ -120,7 +122,8 @@ def decode_image(data: bytes) -> np.ndarray:
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        lo, hi = float(img.min()), float(img.max())  # float TIFF/EXR-like data: stretch
+        img = ((img - lo) * (255.0 / ((hi - lo) or 1.0))).astype(np.uint8)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     elif img.shape[2] == 4:
