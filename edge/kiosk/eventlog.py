@@ -4,8 +4,9 @@ Each event is one ``write()`` of a complete line on an ``O_APPEND`` descriptor f
 ``fsync``, so after a crash the file holds every acknowledged event and at most one torn
 line at the very end. On reopen we start on a fresh line, and ``read_events`` skips lines
 that do not parse, so the torn tail costs exactly the event that was being written.
-Rotation is by size (``events.jsonl`` -> ``events.jsonl.1`` ...). Snapshots are off by
-default (patient images); when on, they are written atomically with mode 0600.
+A write that fails (disk full) is cut back to the last complete line. Rotation is by
+size (``events.jsonl`` -> ``events.jsonl.1`` ...). Snapshots are off by default (patient
+images); when on, they are written atomically with mode 0600.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class EventLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
+        self._resync = False
         self._open()
+        self.seq = last_seq(self.path)  # every event gets the next number: its id on MQTT
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,23 +71,46 @@ class EventLog:
         self._fd, self._size = fd, size
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Write one event durably and return it (with ``ts``); OSError (disk full...) raises."""
-        if "ts" not in event:
-            event = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **event}
-        line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
+        """Write one event durably and return it (with ``seq``, ``ts``); OSError raises.
+
+        ``seq`` grows by one per event across rotations and restarts (a failed write does
+        not use up a number), so a consumer can order and de-duplicate what it receives.
+        """
         with self._lock:
+            ts = event.get("ts") or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            rest = {k: v for k, v in event.items() if k not in ("ts", "seq")}
+            event = {"ts": ts, "seq": self.seq + 1, **rest}
+            line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
             if self._fd is None:
                 self._open()
             if self._size and self._size + len(line) > self.max_bytes:
                 self._rotate()
             assert self._fd is not None
-            written = os.write(self._fd, line)
-            while written < len(line):  # short writes are rare but legal
-                written += os.write(self._fd, line[written:])
-            if self.fsync:
-                os.fsync(self._fd)
+            if self._resync:  # an earlier failed write could not be cut back
+                line = b"\n" + line
+            try:
+                written = os.write(self._fd, line)
+                while written < len(line):  # short writes are legal; ENOSPC raises here
+                    written += os.write(self._fd, line[written:])
+                if self.fsync:
+                    os.fsync(self._fd)
+            except OSError:
+                self._cut_back()
+                raise
             self._size += len(line)
+            self.seq = event["seq"]
+            self._resync = False
         return event
+
+    def _cut_back(self) -> None:
+        """Disk full mid-line: truncate to the last complete line, so that the next event,
+        once there is space again, starts on a line of its own instead of being glued onto
+        a fragment (and lost to readers although counted as written)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            self._resync = True  # cannot cut: begin the next write with a newline instead
 
     def _rotate(self) -> None:
         self._close_fd()
@@ -143,6 +169,27 @@ def read_events(
                 continue
             if isinstance(ev, dict):
                 yield ev
+
+
+def last_seq(path: str | os.PathLike[str]) -> int:
+    """The highest ``seq`` at the end of the log (or of its newest rotated file), else 0."""
+    p = Path(path)
+    for f in (p, p.with_name(p.name + ".1")):
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 65536))
+                tail = fh.read()
+        except OSError:
+            continue
+        for raw in reversed(tail.split(b"\n")):
+            try:
+                ev = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(ev, dict) and isinstance(ev.get("seq"), int):
+                return int(ev["seq"])
+    return 0
 
 
 def _suffix_num(f: Path, base: Path) -> int:

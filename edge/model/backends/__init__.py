@@ -15,6 +15,7 @@ import numpy as np
 
 from ...errors import BackendUnavailableError, UsageError
 from ...system import release_free_memory
+from ..graphcheck import check_graph
 from ..manifest import Artifact, ModelDir
 
 REGISTRY: dict[str, str] = {
@@ -109,6 +110,11 @@ def load_backend(
     art = pick_artifact(model, backend, precision)
     path = model.verify(art)
     backend_obj = cls(model, art, path, device=device, threads=threads, **options)
+    try:
+        check_graph(model, art, backend_obj)  # issue 13: manifest vs graph, at every load
+    except BaseException:
+        backend_obj.close()
+        raise
     release_free_memory()  # the graph loader's temporaries
     return backend_obj
 
