@@ -224,8 +224,8 @@ def ood_scores(
             f = _l2(f)
         if stats.projection is not None:
             f = (f - (stats.center if stats.center is not None else 0.0)) @ stats.projection
-        d = f[:, None, :] - stats.means[None, :, :]  # (N, K, d)
-        return np.einsum("nkd,de,nke->nk", d, stats.precision, d).min(axis=1)
+        dist = [((f - mu) @ stats.precision * (f - mu)).sum(axis=1) for mu in stats.means]
+        return np.min(dist, axis=0)
     raise ValueError(f"unknown OOD score kind {kind!r} (one of {', '.join(OOD_KINDS)})")
 
 
