@@ -134,11 +134,24 @@ mountpoint -q "$ROOT/sys" || mount -t sysfs sysfs "$ROOT/sys"
 mountpoint -q "$ROOT/dev" || mount --bind /dev "$ROOT/dev"
 mountpoint -q "$ROOT/dev/pts" || mount --bind /dev/pts "$ROOT/dev/pts"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The host's CA bundle (an HTTPS proxy's own CA, where there is one) so pip in the userland
+# trusts the same index the host does; proxies pass through too.
+CA_ENV=()
+for ca in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [ -n "$ca" ] && [ -f "$ca" ]; then
+        cp -L "$ca" "$ROOT/etc/ssl/certs/mpox-edge-host-ca.crt"
+        CA_ENV=(PIP_CERT=/etc/ssl/certs/mpox-edge-host-ca.crt SSL_CERT_FILE=/etc/ssl/certs/mpox-edge-host-ca.crt)
+        break
+    fi
+done
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL; do
+    [ -n "${!v:-}" ] && CA_ENV+=("$v=${!v}")
+done
 mkdir -p "$WORK"
 in_arm() { # CPU, then a command run by bash inside the userland
     local cpu=$1
     shift
-    chroot "$ROOT" /usr/bin/env -i QEMU_CPU="$cpu" HOME=/root PATH=/usr/local/bin:/usr/bin:/bin \
+    chroot "$ROOT" /usr/bin/env -i "${CA_ENV[@]}" QEMU_CPU="$cpu" HOME=/root PATH=/usr/local/bin:/usr/bin:/bin \
         LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off MPOX_EDGE_NO_PROGRESS=1 \
         /bin/bash -euo pipefail -c "$*"
 }

@@ -69,6 +69,9 @@ class SourceConfig:
     height: int = 720
     fps: int = 30
     mjpg: bool = True  # USB cameras: MJPG keeps 720p at 30 fps on USB 2
+    # No more pixels than the model and the checks need: picamera2's ISP-scaled stream, the
+    # smallest V4L2 mode >= 2x the model input, MJPEG decoded at 1/2-1/8 size (frames.py).
+    downscale: bool = True
     read_timeout_s: float = 5.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0

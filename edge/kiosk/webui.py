@@ -344,7 +344,9 @@ class WebUI:
                 return seq, None
             if self._live is None or self._live[0] != seq:
                 ui = self.d.cfg.ui
-                img = scaled(r.frame.image, r.frame.color_order, ui.stream_width)
+                f = r.frame  # the full frame only where the reduced one is narrower than the view
+                src = f.image if f.image.shape[1] >= ui.stream_width else f.full_image()
+                img = scaled(src, f.color_order, ui.stream_width)
                 self._live = (seq, jpeg(img, ui.stream_quality))
                 self.counts["frames_encoded"] += 1
             return self._live
