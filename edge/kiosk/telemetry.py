@@ -63,6 +63,11 @@ class Telemetry:
         "camera_reconnects_total": "source re-opened after a failure",
         "events_written_total": "decision events appended to the event log",
         "events_failed_total": "decision events the log could not write",
+        "reloads_failed_total": "SIGHUP reloads rejected (the running configuration kept)",
+        "photos_unreadable_total": "dir:// photos refused or undecodable (an unreadable event)",
+        "capture_restarts_total": "capture threads found dead and started again",
+        "http_refused_total": "HTTP connections closed at the connection cap",
+        "http_timeouts_total": "HTTP connections closed at the request deadline",
     }
 
     def __init__(self) -> None:

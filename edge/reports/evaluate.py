@@ -41,13 +41,15 @@ def evaluate_set(
     ys: list[int] = []
     probs: list[np.ndarray] = []
     lat: list[float] = []
-    for _path, y, img, _why in progress(
+    paths: list[str] = []
+    for path, y, img, _why in progress(
         data.iter_images(), total=len(data.items), desc=desc, enabled=show_progress
     ):
         if img is None:
             continue
         pred = clf.predict(img)
         ys.append(y)
+        paths.append(str(path))
         probs.append(pred.probs)
         lat.append(pred.timings_ms["end_to_end"] / 1e3)
     report = classification_report(
@@ -59,6 +61,7 @@ def evaluate_set(
     )
     report["probs"] = [[float(v) for v in p] for p in probs]
     report["labels"] = ys
+    report["paths"] = paths
     report["skipped"] = [{"path": p, "reason": r} for p, r in data.skipped]
     report["n_skipped"] = len(data.skipped)
     report["unmatched_folders"] = data.unmatched_folders
@@ -177,6 +180,11 @@ def evaluate_collection(
         average_fps=average_fps(rec.latency_s),
     )
     arr["labels"] = np.asarray(rec.labels)
+    # Per image, relative to the collection's root: what the arm64 check compares with x86.
+    rep["predictions"] = [
+        {"path": _relative(p, coll.root), "label": lab, "probs": [float(v) for v in pr]}
+        for p, lab, pr in zip(rec.paths, rec.labels, rec.probs, strict=True)
+    ]
     return rep, arr
 
 
@@ -249,6 +257,13 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         print("\n".join(format_compare(results)))
     return 0
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
 
 
 def _record_threshold(
