@@ -23,6 +23,7 @@ from .privacy import FaceBlur
 from .telemetry import Telemetry
 
 log = logging.getLogger("mpox_edge.recorder")
+ERROR_EVERY_S = 60.0
 
 
 def clean(x: float) -> float | None:
@@ -37,6 +38,9 @@ class Recorder:
         self.log = self._open(cfg)
         self.last_label = ""
         self.last_event: dict[str, Any] | None = None
+        self._fail_since = self._last_error_at = 0.0  # disk-full messages, rate-limited
+        self._fail_count = self._suppressed = 0
+        self.last_ok = True  # the last event reached the log (dir:// acks depend on it)
         self._faces: FaceBlur | None = None
 
     @staticmethod
@@ -68,10 +72,37 @@ class Recorder:
         try:
             ev = self.log.append(ev)
             self.telemetry.inc("events_written_total")
+            self.last_ok = True
         except OSError as e:
             self.telemetry.inc("events_failed_total")
-            log.error("event log %s: %s", self.cfg.events_path, e.strerror or e)
+            self.last_ok = False
+            self._failed(e)
+            return ev
+        if self._suppressed or self._fail_since:
+            log.warning(
+                "event log %s writable again after %d failed event(s)",
+                self.cfg.events_path,
+                self._fail_count,
+            )
+            self._suppressed = self._fail_count = 0
+            self._fail_since = 0.0
         return ev
+
+    def _failed(self, e: OSError) -> None:
+        """One ERROR line at the first failure, then at most one a minute (not one a frame)."""
+        now = time.monotonic()
+        self._fail_count += 1
+        if self._fail_since and now - self._last_error_at < ERROR_EVERY_S:
+            self._suppressed += 1
+            return
+        more = (
+            f" ({self._suppressed} more failures since the last message)"
+            if self._suppressed
+            else ""
+        )
+        log.error("event log %s: %s%s", self.cfg.events_path, e.strerror or e, more)
+        self._fail_since = self._fail_since or now
+        self._last_error_at, self._suppressed = now, 0
 
     def decision(
         self, r: Result, classes: list[str], positive_class: str, model: dict[str, str]
@@ -93,6 +124,9 @@ class Recorder:
                 "sharpness": round(q.sharpness, 1),
                 "brightness": round(q.brightness, 1),
                 "clipped": round(q.clipped, 4),
+                "detail": clean(q.detail),
+                "highlight": clean(q.highlight),
+                "saturated": clean(q.saturated),
             },
             "latency_ms": round(r.timings_ms.get("capture_to_decision", 0.0), 2),
         }
@@ -119,8 +153,15 @@ class Recorder:
                 self.telemetry.inc("snapshots_skipped_total")
                 log.error("snapshot %s not written: no face finder (%s)", name, self._faces.reason)
                 return
-            image, n = self._faces.apply(r.frame.image, r.frame.color_order)
-            r = dataclasses.replace(r, frame=dataclasses.replace(r.frame, image=image))
+            # the snapshot is drawn at the camera's full resolution (render_jpeg): blur that,
+            # and drop the unblurred full-size sources from the copy it is drawn from
+            f = r.frame
+            full = f.full_image()
+            image, n = self._faces.apply(full, f.color_order)
+            k = full.shape[1] / f.image.shape[1]
+            roi = tuple(int(round(v * k)) for v in r.roi) if r.roi and k != 1 else r.roi
+            frame = dataclasses.replace(f, image=image, full=None, jpeg=None)
+            r = dataclasses.replace(r, frame=frame, roi=roi)  # type: ignore[arg-type]
             ev["faces_blurred"] = n
         try:
             path = write_snapshot(

@@ -38,6 +38,7 @@ RETAKE_HINTS = (
     ("far", "move_closer"),
     ("closer", "move_closer"),
     ("no skin", "move_closer"),
+    ("nothing in view", "move_closer"),
 )
 
 
@@ -98,6 +99,7 @@ class StreamRoutes:
             h._send(503, f"too many {kind} clients\n".encode(), "text/plain", {"Retry-After": "5"})
             return False
         h.streaming = True  # held open: connection deadlines must not cut it (httpapi)
+        h.lift_deadline()
         h.close_connection = True
         h.send_response(200)
         for k, v in (
@@ -177,7 +179,9 @@ class StreamRoutes:
                 return seq, None
             if self._live is None or self._live[0] != seq:
                 ui = self.d.cfg.ui
-                img = scaled(r.frame.image, r.frame.color_order, ui.stream_width)
+                f = r.frame  # the full frame only where the reduced one is narrower than the view
+                src = f.image if f.image.shape[1] >= ui.stream_width else f.full_image()
+                img = scaled(src, f.color_order, ui.stream_width)
                 self._live = (seq, jpeg(img, ui.stream_quality))
                 self.counts["frames_encoded"] += 1
             return self._live
