@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import cv2
 import numpy as np
 
-from ..errors import DataError, SourceError
+from ..errors import DataError, SourceError, shown
 from ..model.dataset import IMAGE_SUFFIXES, is_own_output, read_image
 from .config import SourceConfig
 from .frames import (
@@ -34,6 +36,9 @@ from .frames import (
     smallest_mode,
     v4l2_modes,
 )
+from .inbox import InboxRecord, photo_key
+
+log = logging.getLogger("mpox_edge.sources")
 
 
 class SourceEnded(SourceError):
@@ -48,6 +53,9 @@ class Frame:
     t_capture: float  # time.monotonic() when it was read
     name: str = ""  # the file of a dir:// frame
     still: bool = False  # an independent photo: no temporal smoothing
+    # called with True once the frame's outcome is in the event log (dir:// marks the photo
+    # screened), with False when it could not be logged (the photo is screened again)
+    ack: Callable[[bool], None] | None = field(default=None, compare=False, repr=False)
     # Full-resolution sources of a reduced ``image`` (frames.py), for a snapshot or the
     # kiosk view that wants every pixel: picamera2's main stream, or the camera's JPEG.
     full: np.ndarray | None = None
@@ -233,7 +241,14 @@ class OpenCVSource(Source):
 
 
 class DirSource(Source):
-    """Still images in a folder, in name order; with ``watch`` it waits for new ones."""
+    """Still images in a folder, in name order; with ``watch`` it waits for new ones.
+
+    Hostile inboxes (issue 13): special files (a FIFO named ``.jpg``) are never opened for
+    a blocking read, every read is bounded in bytes and time (well inside the capture's
+    stall timeout, so no thread is ever abandoned), what was screened lives in an
+    ``InboxRecord`` that the daemon keeps across reconnects and restarts, and a photo that
+    cannot be read is reported through ``on_unreadable`` instead of vanishing.
+    """
 
     still = True
     lossless = True  # each photo is a person: never dropped
@@ -243,18 +258,26 @@ class DirSource(Source):
     def __init__(self, uri: str, cfg: SourceConfig, path: Path) -> None:
         super().__init__(uri, cfg)
         self.path = path
-        self._seen: set[str] = set()
-        self._queue: list[Path] = []
+        self.record = InboxRecord(path)  # in memory; the daemon attaches a persistent one
+        self.on_unreadable: Callable[[str, str], None] = _log_unreadable
+        self._queue: list[tuple[Path, str]] = []
+
+    def attach(
+        self, record: InboxRecord, on_unreadable: Callable[[str, str], None] | None = None
+    ) -> None:
+        self.record = record
+        if on_unreadable is not None:
+            self.on_unreadable = on_unreadable
 
     finite = True
 
     def open(self) -> None:
         if not self.path.is_dir():
-            raise SourceError(f"{self.uri}: {self.path} is not a directory")
+            raise SourceError(f"{self.uri}: {shown(self.path)} is not a directory")
         if not self.cfg.watch and not self._scan():
             _refuse_class_tree(self.uri, self.path)
 
-    def _scan(self) -> list[Path]:
+    def _scan(self) -> list[tuple[Path, str]]:
         try:
             files = sorted(
                 p
@@ -265,30 +288,56 @@ class DirSource(Source):
             )
         except OSError as e:
             raise SourceError(f"{self.uri}: {e.strerror or e}") from None
-        fresh = [p for p in files if p.name not in self._seen]
-        if not self.cfg.watch:
-            return fresh
-        # A photo still being written is left for the next poll (kiosks: write, then rename).
+        fresh = []
         now = time.time()
-        return [p for p in fresh if now - _mtime(p) >= self.settle_s]
+        for p in files:
+            key = photo_key(p)
+            if key is None or self.record.seen(key):
+                continue
+            # A photo still being written is left for the next poll (kiosks: write, rename).
+            if self.cfg.watch and now - _mtime(p) < self.settle_s:
+                continue
+            fresh.append((p, key))
+        return fresh
 
     def read(self) -> Frame | None:
         if not self._queue:
             self._queue = self._scan()
         if not self._queue:
-            if self.cfg.loop and self._seen:
-                self._seen.clear()
+            if self.cfg.loop and self.record.count:
+                self.record.forget_all()
                 return None
             if not self.cfg.watch:
                 raise SourceEnded(f"{self.uri}: no more images")
             time.sleep(self.poll_s)
             return None
-        p = self._queue.pop(0)
-        self._seen.add(p.name)
+        p, key = self._queue.pop(0)
+        if self.record.seen(key):
+            return None  # taken by an earlier reader of this inbox meanwhile
+        self.record.take(key)
+        budget = max(0.1, min(2.0, self.cfg.read_timeout_s / 2))
         try:
-            return self._frame(read_image(p), "BGR", p.name)
-        except DataError:
-            return None  # still being written or corrupt: skipped (and seen) rather than fatal
+            img = read_image(p, deadline_s=budget)
+        except DataError as e:
+            if photo_key(p) != key:  # changed under us: still being written, try again
+                self.record.release(key)
+                return None
+            self.on_unreadable(p.name, str(e))
+            self.record.done(key)
+            return None
+        record = self.record
+
+        def ack(logged: bool = True) -> None:  # not logged (disk full): screen it again
+            if logged:
+                record.done(key)
+            else:
+                record.release(key)
+
+        return dataclasses.replace(self._frame(img, "BGR", p.name), ack=ack)
+
+
+def _log_unreadable(name: str, reason: str) -> None:
+    log.warning("unreadable photo: %s", reason)
 
 
 def _refuse_class_tree(uri: str, path: Path) -> None:

@@ -46,8 +46,16 @@ class Prediction:
 class Classifier:
     """One model on one backend/device/precision."""
 
-    def __init__(self, model: ModelDir, backend: Backend, *, selection: dict | None = None) -> None:
+    def __init__(
+        self,
+        model: ModelDir,
+        backend: Backend,
+        *,
+        selection: dict | None = None,
+        tampered: list[str] | None = None,
+    ) -> None:
         self.model = model
+        self.tampered = tampered or []  # sha256 problems served anyway (allow_tampered)
         self.backend = backend
         self.classes = model.manifest.classes
         self.spec = model.manifest.preprocess
@@ -65,6 +73,7 @@ class Classifier:
         reselect: bool = False,
         cache_dir: str | Path | None = None,
         log: object = None,
+        allow_tampered: bool = False,
         **backend_options: Any,
     ) -> Classifier:
         """Open a model; ``backend='auto'`` measures the candidates (or reuses the cached pick).
@@ -72,7 +81,11 @@ class Classifier:
         ``backend_options`` reach the backend (e.g. ``spin=False``, ``trt_cache_dir=...`` for
         ONNX Runtime); the ones a backend does not know are ignored by it.
         """
+        from .selection import verify_all
+
         md = ModelDir.load(model_dir or default_model_dir())
+        # a sha256 mismatch anywhere in the directory refuses it (or, opted in, is reported)
+        tampered = verify_all(md, allow_tampered=allow_tampered, log=log)
         if backend == "auto":
             from .selection import select_backend
 
@@ -92,11 +105,11 @@ class Classifier:
                 threads=threads,
                 **backend_options,
             )
-            return cls(md, be, selection=choice)
+            return cls(md, be, selection=choice, tampered=tampered)
         be = load_backend(
             md, backend, device=device, precision=precision, threads=threads, **backend_options
         )
-        return cls(md, be)
+        return cls(md, be, tampered=tampered)
 
     @property
     def description(self) -> str:

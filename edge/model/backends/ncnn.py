@@ -100,4 +100,3 @@ class NcnnBackend:
         net, self.net = getattr(self, "net", None), None
         if net is not None:
             net.clear()
-
