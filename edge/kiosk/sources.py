@@ -93,9 +93,16 @@ class Source:
     def close(self) -> None: ...
 
     def _frame(
-        self, image: np.ndarray, order: str = "BGR", name: str = "", **full: np.ndarray
+        self,
+        image: np.ndarray,
+        order: str = "BGR",
+        name: str = "",
+        *,
+        full: np.ndarray | None = None,
+        jpeg: np.ndarray | None = None,
     ) -> Frame:
-        return Frame(image, order, next(self._seq), time.monotonic(), name, self.still, **full)
+        t = time.monotonic()
+        return Frame(image, order, next(self._seq), t, name, self.still, full=full, jpeg=jpeg)
 
     def __enter__(self) -> Source:
         self.open()
@@ -213,7 +220,7 @@ class OpenCVSource(Source):
             out = decode_jpeg(buf, self.scale)
             if out is None:
                 return None  # a corrupt frame: skipped, the next one comes
-            return self._frame(out, jpeg=buf if self.scale > 1 else None)  # type: ignore[arg-type]
+            return self._frame(out, jpeg=buf if self.scale > 1 else None)
         if img.ndim == 2:
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         return self._frame(img)
