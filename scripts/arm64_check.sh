@@ -101,12 +101,30 @@ for f in /proc/sys/fs/binfmt_misc/*aarch64*; do
     grep -qs '^enabled' "$f" && say "note: $f is also enabled; $FMT registered last wins"
 done
 
+# Never rm -rf a userland with /dev or /proc bind-mounted into it (a crashed earlier run):
+# unmount everything below it first, and stay on one file system anyway.
+unmount_below() {
+    local m
+    for m in $(awk -v r="$1/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" || true
+    done
+}
+remove_tree() {
+    [ -e "$1" ] || return 0
+    unmount_below "$1"
+    if awk -v r="$1/" 'index($2, r) == 1 {found=1} END {exit !found}' /proc/mounts; then
+        die "$1 still has mounts below it; not removing it"
+    fi
+    rm -rf --one-file-system "$1"
+}
+
 # -- the userland, cached by recipe ----------------------------------------------------------
 KEY=$(printf '%s\n' "$RECIPE_VERSION" "$SUITE" "$MIRROR" "$INCLUDE" "$QEMU_VERSION" | sha256sum | cut -c1-12)
 ROOT="$CACHE/rootfs-$KEY"
-[ "$REBUILD" = 1 ] && rm -rf "$ROOT"
+[ "$REBUILD" = 1 ] && remove_tree "$ROOT"
 if [ ! -e "$ROOT/.complete" ]; then
-    rm -rf "$ROOT" "$ROOT.tmp"
+    remove_tree "$ROOT"
+    remove_tree "$ROOT.tmp"
     say "building Debian $SUITE arm64 ($INCLUDE) in $ROOT (about 5 min)"
     t=$(date +%s)
     debootstrap --arch=arm64 --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT.tmp" "$MIRROR" \
@@ -115,7 +133,7 @@ if [ ! -e "$ROOT/.complete" ]; then
     touch "$ROOT.tmp/.complete"
     mv "$ROOT.tmp" "$ROOT"
     say "userland built in $(($(date +%s) - t)) s"
-    for old in "$CACHE"/rootfs-*; do [ "$old" = "$ROOT" ] || rm -rf "$old"; done
+    for old in "$CACHE"/rootfs-*; do [ "$old" = "$ROOT" ] || remove_tree "$old"; done
 else
     say "reusing cached userland $ROOT"
 fi
@@ -125,8 +143,9 @@ RUN_ID=run-$$
 WORK="$ROOT/work/$RUN_ID"
 HOSTWORK=$(mktemp -d)
 cleanup() {
-    for m in dev/pts dev proc sys; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done
-    if [ "$KEEP" = 1 ]; then say "kept $WORK and $HOSTWORK"; else rm -rf "$WORK" "$HOSTWORK"; fi
+    unmount_below "$ROOT"
+    if [ "$KEEP" = 1 ]; then say "kept $WORK and $HOSTWORK"; else
+        rm -rf --one-file-system "$WORK" "$HOSTWORK"; fi
 }
 trap cleanup EXIT
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
@@ -134,11 +153,24 @@ mountpoint -q "$ROOT/sys" || mount -t sysfs sysfs "$ROOT/sys"
 mountpoint -q "$ROOT/dev" || mount --bind /dev "$ROOT/dev"
 mountpoint -q "$ROOT/dev/pts" || mount --bind /dev/pts "$ROOT/dev/pts"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The host's CA bundle (an HTTPS proxy's own CA, where there is one) so pip in the userland
+# trusts the same index the host does; proxies pass through too.
+CA_ENV=()
+for ca in "${PIP_CERT:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [ -n "$ca" ] && [ -f "$ca" ]; then
+        cp -L "$ca" "$ROOT/etc/ssl/certs/mpox-edge-host-ca.crt"
+        CA_ENV=(PIP_CERT=/etc/ssl/certs/mpox-edge-host-ca.crt SSL_CERT_FILE=/etc/ssl/certs/mpox-edge-host-ca.crt)
+        break
+    fi
+done
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL; do
+    [ -n "${!v:-}" ] && CA_ENV+=("$v=${!v}")
+done
 mkdir -p "$WORK"
 in_arm() { # CPU, then a command run by bash inside the userland
     local cpu=$1
     shift
-    chroot "$ROOT" /usr/bin/env -i QEMU_CPU="$cpu" HOME=/root PATH=/usr/local/bin:/usr/bin:/bin \
+    chroot "$ROOT" /usr/bin/env -i "${CA_ENV[@]}" QEMU_CPU="$cpu" HOME=/root PATH=/usr/local/bin:/usr/bin:/bin \
         LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off MPOX_EDGE_NO_PROGRESS=1 \
         /bin/bash -euo pipefail -c "$*"
 }

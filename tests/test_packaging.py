@@ -66,6 +66,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fake_wheel(d, "onnxruntime", "1.99.0", "onnxruntime")
     fake_wheel(d, "onnxruntime-gpu", "1.20.0", "onnxruntime")
     fake_wheel(d, "tomli", "2.0.0", "tomli")
+    fake_wheel(d, "prometheus-client", "0.20.0", "prometheus_client")
     # mpox-edge itself, built once from the checkout (as README's device section does)
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
@@ -162,3 +163,44 @@ def test_no_runtime_is_one_line_naming_the_fix(tmp_path: Path) -> None:
     err = [ln for ln in r.stderr.splitlines() if "error" in ln]
     assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "pip install onnxruntime" in err[0] and "'.[cpu]'" in err[0], err[0]
+
+
+# import name -> distribution, for what edge/ imports at module level
+_DISTS = {
+    "cv2": "opencv-python-headless",
+    "numpy": "numpy",
+    "prometheus_client": "prometheus-client",
+    "tomli": "tomli",
+    "tomllib": None,
+}
+
+
+def test_every_module_level_import_of_edge_is_a_runtime_dependency() -> None:
+    """A device install (runtime deps only) must import every module of edge/ (the arm64
+    check found prometheus_client missing from the dependencies this way)."""
+    import ast
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {d.split(";")[0].split(">")[0].split("<")[0].split("=")[0].strip() for d in deps}
+    stdlib = set(sys.stdlib_module_names)
+    missing = {}
+    for py in (ROOT / "edge").rglob("*.py"):
+        tree = ast.parse(py.read_text())
+        for node in tree.body:  # module level only: lazy imports inside functions are optional
+            mods = []
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                mods = [node.module]
+            for m in mods:
+                top = m.split(".")[0]
+                if top in stdlib or top in ("mpox_edge", "__future__"):
+                    continue
+                dist = _DISTS.get(top, top)
+                if dist and dist not in names:
+                    missing[f"{py.relative_to(ROOT)}: {m}"] = dist
+    assert not missing, f"imported at module level but not a runtime dependency: {missing}"

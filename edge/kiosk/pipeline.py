@@ -49,9 +49,9 @@ class Quality:
     clipped: float  # fraction of nearly black or nearly white pixels
     ok: bool
     reason: str = ""
-    detail: float = math.nan  # weaker-axis 2nd-derivative variance / grey variance
+    detail: float = math.nan  # fine detail along the weaker axis (see quality_measures)
     highlight: float = math.nan  # 99th-percentile grey: low when even the brightest is dark
-    saturated: float = math.nan  # fraction of pixels with a colour channel >= 250 (blown out)
+    saturated: float = math.nan  # blown-out pixels (a channel >= 250), tinted ones twice: 0..2
     contrast: float = math.nan  # standard deviation of the grey levels (blank frame: ~0)
 
 
@@ -104,26 +104,37 @@ def quality_measures(image: np.ndarray, color_order: str) -> dict[str, float]:
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY if color_order == "BGR" else cv2.COLOR_RGB2GRAY)
     _, sd = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
     sharp = float(sd[0, 0]) ** 2
-    # Second-derivative energy along the weaker axis (motion blur flattens one direction).
-    axis = min(
-        float(cv2.meanStdDev(cv2.Sobel(grey, cv2.CV_16S, 2 * dx, 2 - 2 * dx))[1][0, 0])
-        for dx in (0, 1)
-    )
+    # Fine detail: second-derivative energy along the weaker axis (motion blur flattens one
+    # direction), relative to the contrast and to the same energy two octaves coarser (a
+    # sharp photo keeps both; blur removes the fine scale only).
+    coarse = cv2.pyrDown(cv2.pyrDown(grey)) if min(grey.shape) >= 16 else grey
+    fine, ratio = math.inf, math.inf
+    for dx in (0, 1):
+        e0 = float(cv2.meanStdDev(cv2.Sobel(grey, cv2.CV_16S, 2 * dx, 2 - 2 * dx))[1][0, 0]) ** 2
+        e2 = float(cv2.meanStdDev(cv2.Sobel(coarse, cv2.CV_16S, 2 * dx, 2 - 2 * dx))[1][0, 0]) ** 2
+        fine, ratio = min(fine, e0), min(ratio, e0 / (e2 + 1e-3))
     hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
     total = float(hist.sum()) or 1.0
     levels = np.arange(256)
     bright = float(np.dot(hist, levels)) / total
     var = float(np.dot(hist, (levels - bright) ** 2)) / total
     cum = np.cumsum(hist) / total
-    top = cv2.max(cv2.max(small[..., 0], small[..., 1]), small[..., 2])
+    # Colour clipping on every other pixel and row (nearest: clipped values stay exact).
+    half = small[::2, ::2] if min(small.shape[:2]) >= 64 else small
+    b, g, r = cv2.split(np.ascontiguousarray(half))
+    top, low = cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r)
+    blown = np.asarray(top) >= 250
+    tinted_blown = blown & (np.asarray(low) < 230)
     return {
         "sharpness": sharp,
         "brightness": bright,
         "clipped": float(hist[:5].sum() + hist[251:].sum()) / total,
         "contrast": math.sqrt(var),
-        "detail": axis**2 / (var + 1.0),
+        "detail": fine / (var + 1.0) * ratio,
         "highlight": float(np.searchsorted(cum, 0.99)),
-        "saturated": float(cv2.countNonZero(cv2.compare(top, 250, cv2.CMP_GE))) / total,
+        # blown-out pixels; counted twice where only some channels clipped (skin clips red
+        # first, while a white background clips all three)
+        "saturated": float(np.count_nonzero(blown) + np.count_nonzero(tinted_blown)) / b.size,
     }
 
 

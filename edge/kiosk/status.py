@@ -59,6 +59,7 @@ class DaemonView:
                 if k != "candidates"
             },
             "fps": round(d.telemetry.fps(), 2),
+            "cpu_ms_per_decision": _round(d.cpu_ms_per_decision(), 3),
             "camera": {
                 "state": cap.state if cap else "-",
                 "uri": d.cfg.source.uri,
@@ -105,6 +106,10 @@ class DaemonView:
                 "1 while the source delivers frames",
             ),
             "fps": (d.telemetry.fps(), "processed frames per second (last 10 s)"),
+            "cpu_ms_per_decision": (
+                d.cpu_ms_per_decision(),
+                "process CPU milliseconds (all threads) per decision since ready",
+            ),
             "uptime_seconds": (d.telemetry.uptime(), "seconds since start"),
             "process_resident_memory_bytes": (float(rss_bytes()), "resident set size"),
             "cpu_temperature_celsius": (cpu_temp_c(), "SoC temperature (NaN: no sensor)"),
@@ -131,3 +136,7 @@ class DaemonView:
         jpg = render_jpeg(r, d.explainer.overlay_fn(d.cfg, d.classifier))
         self._jpeg = (r, jpg)
         return jpg
+
+
+def _round(v: float | None, n: int) -> float | None:
+    return None if v is None else round(v, n)

@@ -20,7 +20,7 @@ from ..errors import IntegrityError, ManifestError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-FORMATS = ("onnx", "openvino")
+FORMATS = ("onnx", "openvino", "ncnn")
 PRECISIONS = ("fp32", "int8")
 MAX_INPUT_SIZE = 2048  # pixels a side; the zoo uses 160..384
 
@@ -63,12 +63,12 @@ class Preprocess:
 class Artifact:
     """One runnable file (or file pair for OpenVINO IR) of the model."""
 
-    format: str  # "onnx" | "openvino"
+    format: str  # "onnx" | "openvino" | "ncnn"
     precision: str  # "fp32" | "int8"
     path: str  # relative to the model directory (.xml for OpenVINO)
     sha256: str
     size_bytes: int
-    weights_path: str | None = None  # OpenVINO .bin
+    weights_path: str | None = None  # OpenVINO / ncnn .bin
     weights_sha256: str | None = None
     outputs: tuple[str, ...] = ("logits",)
     extra: dict[str, Any] = field(default_factory=dict)  # calibration details, latency...
