@@ -137,7 +137,10 @@ def screening(p_pos: np.ndarray, is_pos: np.ndarray, target: float) -> dict[str,
         "sensitivity_ci95": wilson(tp, tp + fn),
         "specificity": tn / max(tn + fp, 1),
         "specificity_ci95": wilson(tn, tn + fp),
-        "tp": tp, "fn": fn, "tn": tn, "fp": fp,
+        "tp": tp,
+        "fn": fn,
+        "tn": tn,
+        "fp": fp,
     }
 
 
@@ -181,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loco-dir", type=Path, help="default: --cv-dir")
     ap.add_argument("--splits", type=Path, help="default: CV_DIR/combined.csv")
     ap.add_argument("--target-sensitivity", type=float, default=0.95)
-    ap.add_argument("--unsure-rate", type=float, default=0.05,
-                    help="share of in-distribution OOF photos the threshold sends to unsure")
+    ap.add_argument(
+        "--unsure-rate",
+        type=float,
+        default=0.05,
+        help="share of in-distribution OOF photos the threshold sends to unsure",
+    )
     ap.add_argument("--kind", help="force an OOD kind (default: best mean LOCO AUROC)")
     ap.add_argument("--model-dir", type=Path, help="write the fitted fields into this manifest")
     ap.add_argument("--final-train", type=Path, help="final model's training features (npz)")
@@ -196,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in [("all", np.ones(len(y), bool))] + [(c, coll == c) for c in np.unique(coll)]:
         p0, p1 = softmax_t(z[m], 1.0), softmax_t(z[m], t)
         cal[name] = {
-            "n": int(m.sum()), "accuracy": float((p0.argmax(1) == y[m]).mean()),
-            "ece_before": ece(p0, y[m]), "ece_after": ece(p1, y[m]),
-            "brier_before": brier(p0, y[m]), "brier_after": brier(p1, y[m]),
-            "nll_before": nll(z[m], y[m], 1.0), "nll_after": nll(z[m], y[m], t),
+            "n": int(m.sum()),
+            "accuracy": float((p0.argmax(1) == y[m]).mean()),
+            "ece_before": ece(p0, y[m]),
+            "ece_after": ece(p1, y[m]),
+            "brier_before": brier(p0, y[m]),
+            "brier_after": brier(p1, y[m]),
+            "nll_before": nll(z[m], y[m], 1.0),
+            "nll_after": nll(z[m], y[m], t),
         }
     rep["temperature"] = {"value": t, "by_collection": cal}
     p = softmax_t(z, t)
@@ -223,17 +234,22 @@ def main(argv: list[str] | None = None) -> int:
         per = {}
         for f in sorted(loco_dir.glob("loco.*.npz")):
             L = np.load(f)
-            s = scores(kind, L["val_logits"], L["val_features"], L["train_features"],
-                       L["train_label"], t)
+            s = scores(
+                kind, L["val_logits"], L["val_features"], L["train_features"], L["train_label"], t
+            )
             u = L["val_unseen"].astype(bool)
             per[f.stem.split(".", 1)[1]] = auroc(s[~u], s[u])
         ind = cv_scores(kind, d, "val", t)
         uns = cv_scores(kind, d, "unseen", t)
         ns = cv_scores(kind, d, "nonskin", t)
         kinds[kind] = {
-            "loco_auroc": per, "loco_auroc_mean": float(np.mean(list(per.values()))) if per else None,
-            "cowpox_hfmd_auroc": auroc(ind, uns), "nonskin_auroc": auroc(ind, ns),
-            "_ind": ind, "_uns": uns, "_ns": ns,
+            "loco_auroc": per,
+            "loco_auroc_mean": float(np.mean(list(per.values()))) if per else None,
+            "cowpox_hfmd_auroc": auroc(ind, uns),
+            "nonskin_auroc": auroc(ind, ns),
+            "_ind": ind,
+            "_uns": uns,
+            "_ns": ns,
         }
     best = args.kind or max(kinds, key=lambda k: kinds[k]["loco_auroc_mean"] or 0)
     kb = kinds[best]
@@ -241,22 +257,26 @@ def main(argv: list[str] | None = None) -> int:
     uns_ref = (pu >= scr["value"]) | (kb["_uns"] > thr)
     ood = {
         "kind": CANDIDATES[best][0],
-        "candidate": best, "threshold": thr, "fitted_on": "pooled out-of-fold, MSID+msld2-dev folds 0-3",
+        "candidate": best,
+        "threshold": thr,
+        "fitted_on": "pooled out-of-fold, MSID+msld2-dev folds 0-3",
         "chosen_by": "best mean leave-one-class-out unseen-class AUROC",
         "rule": f"{1 - args.unsure_rate:.2f} quantile of in-distribution OOF scores",
         "in_distribution_unsure": float((kb["_ind"] > thr).mean()),
         "cowpox_hfmd_unsure": float((kb["_uns"] > thr).mean()),
         "cowpox_hfmd_unsure_or_refer": float(uns_ref.mean()),
         "nonskin_unsure": float((kb["_ns"] > thr).mean()),
-        "n_in_distribution": int(len(kb["_ind"])), "n_cowpox_hfmd": int(len(kb["_uns"])),
+        "n_in_distribution": int(len(kb["_ind"])),
+        "n_cowpox_hfmd": int(len(kb["_uns"])),
         "n_nonskin": int(len(kb["_ns"])),
         "loco_auroc_mean": kb["loco_auroc_mean"],
     }
     if CANDIDATES[best][1] is not None:
         ood["params"] = CANDIDATES[best][1]
     rep["ood"] = ood
-    rep["ood_kinds"] = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
-                        for k, v in kinds.items()}
+    rep["ood_kinds"] = {
+        k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in kinds.items()
+    }
     if args.model_dir:
         write_manifest(args, rep, t, cal["all"], scr, ood)
     text = json.dumps(rep, indent=2, default=float)
@@ -274,19 +294,26 @@ def write_manifest(args, rep, t, cal_all, scr, ood) -> None:
     md = ModelDir.load(args.model_dir)
     m = md.manifest
     fitted_on = f"pooled out-of-fold logits of 4 CV models ({args.cv_dir.name}), folds 0-3"
-    m.temperature = {"value": t, "fitted_on": fitted_on, "n": cal_all["n"],
-                     "ece_before": cal_all["ece_before"], "ece_after": cal_all["ece_after"],
-                     "brier_before": cal_all["brier_before"], "brier_after": cal_all["brier_after"]}
+    m.temperature = {
+        "value": t,
+        "fitted_on": fitted_on,
+        "n": cal_all["n"],
+        "ece_before": cal_all["ece_before"],
+        "ece_after": cal_all["ece_after"],
+        "brier_before": cal_all["brier_before"],
+        "brier_after": cal_all["brier_after"],
+    }
     m.screening_threshold = {k: v for k, v in scr.items() if k != "by_collection"} | {
-        "chosen_on": fitted_on, "applies_to": "temperature-calibrated probability"}
+        "chosen_on": fitted_on,
+        "applies_to": "temperature-calibrated probability",
+    }
     sec = {k: v for k, v in ood.items()}
     params = CANDIDATES[ood["candidate"]][1]
     if params is not None:
         if not args.final_train:
             raise SystemExit("fit_trust: a Mahalanobis score needs --final-train")
         f = np.load(args.final_train)
-        OodStats.fit(f["train_features"], f["train_label"], **params).save(
-            md.path / STATS_FILE)
+        OodStats.fit(f["train_features"], f["train_label"], **params).save(md.path / STATS_FILE)
         sec["stats_file"] = STATS_FILE
         sec["sha256"] = sha256_file(md.path / STATS_FILE)
         sec["stats_from"] = "the shipped model's features of its training images (folds 0-3)"
