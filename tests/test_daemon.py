@@ -112,12 +112,22 @@ def test_quality_check_asks_for_a_retake() -> None:
     blurred = cv2.GaussianBlur(good, (0, 0), 6)
     q = assess_quality(blurred, "BGR", cfg)
     assert not q.ok and q.reason.startswith("blurred") and q.sharpness < cfg.min_sharpness
-    assert assess_quality(good // 6, "BGR", cfg).reason.startswith("too dark")
-    assert assess_quality(255 - good // 6, "BGR", cfg).reason.startswith("too bright")
+    dark = assess_quality(good // 6, "BGR", cfg)
+    assert dark.reason.startswith("too dark") and dark.highlight < cfg.min_highlight
+    blown = np.clip(good.astype(int) * 3, 0, 255).astype(np.uint8)
+    bright = assess_quality(blown, "BGR", cfg)
+    assert bright.reason.startswith("too bright") and bright.brightness > cfg.max_brightness
+    tinted = good.copy()
+    tinted[..., 2] = 255  # red channel blown everywhere: skin over-exposed
+    q = assess_quality(tinted, "BGR", DecisionConfig(max_saturated=1.5))
+    assert q.reason.startswith("too bright") and q.saturated == pytest.approx(2.0, abs=0.05)
     half = good.copy()
     half[:, :160] = 0
     half[:, 160:200] = 255
-    assert "clipped" in assess_quality(half, "BGR", cfg).reason
+    assert "clipped" in assess_quality(half, "BGR", DecisionConfig(max_clipped=0.3)).reason
+    assert assess_quality(good // 6, "BGR", DecisionConfig(min_brightness=40)).reason.startswith(
+        "too dark (brightness"
+    )
 
 
 def _frame(img: np.ndarray, seq: int, still: bool = False, t: float | None = None) -> Frame:

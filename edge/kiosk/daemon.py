@@ -24,6 +24,7 @@ from ..errors import MpoxEdgeError
 from ..explain.overlay import Explainer
 from . import config
 from .capture import Backoff, Capture, LatestFrame
+from .frames import FrameNeed
 from .httpapi import ApiServer
 from .inbox import InboxRecord
 from .pipeline import Pipeline, Result
@@ -83,7 +84,9 @@ class Daemon:
         self.cfg = cfg
         self.reload_config = reload_config
         self.classifier_factory = classifier_factory
-        self.source_factory = source_factory or (lambda sc: open_source(sc.uri, sc))
+        self.source_factory = source_factory or (
+            lambda sc: open_source(sc.uri, sc, self.frame_need())
+        )
         self.notifier = notifier or Notifier()
         self.once = once
         self.telemetry = Telemetry()
@@ -103,6 +106,7 @@ class Daemon:
         self._camera_state = ""
         self.last_reload: dict[str, Any] | None = None  # shown in /status
         self._inboxes: dict[str, InboxRecord] = {}  # dir:// records, kept across reconnects
+        self._cpu0 = (0.0, 0)  # process CPU time and decisions at READY
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,6 +126,7 @@ class Daemon:
         self._start_http(cfg)
         self._start_capture(cfg)
         self._event({"event": "start", "version": __version__, **self.model_info()})
+        self._cpu0 = (time.process_time(), self.telemetry.get("frames_processed_total"))
         self.notifier.ready(f"ready; camera {self.capture.state if self.capture else '-'}")
         log.info("ready: %s on %s", self.model_info()["model"], self.model_info()["backend"])
 
@@ -173,6 +178,16 @@ class Daemon:
         self.telemetry.inc("photos_unreadable_total")
         log.warning("unreadable photo: %s", reason)
         self._event({"event": "unreadable", "name": name, "reason": reason})
+
+    def frame_need(self) -> FrameNeed:
+        """The pixels the model, the quality check and the ROI need from each frame."""
+        spec = getattr(self.classifier, "spec", None)
+        size = int(getattr(spec, "input_size", 0) or 0)
+        if not size:
+            return FrameNeed()
+        cfg = self.cfg
+        full = cfg.events.snapshots  # snapshots keep the camera's full resolution
+        return FrameNeed.for_model(size, roi=cfg.roi.enabled, full_view=full)
 
     def _start_capture(self, cfg: config.Config) -> None:
         sc = cfg.source
@@ -344,6 +359,15 @@ class Daemon:
         if not short:
             info["model"] = str(getattr(md, "path", ""))
         return info
+
+    def cpu_ms_per_decision(self) -> float | None:
+        """Process CPU time (every thread: capture, decode, model) per decision since ready.
+
+        What a device pays per answer, independent of how busy the machine is otherwise;
+        None before the first decision."""
+        cpu0, n0 = self._cpu0
+        n = self.telemetry.get("frames_processed_total") - n0
+        return (time.process_time() - cpu0) * 1e3 / n if n > 0 else None
 
     def counts(self) -> dict[str, int]:
         return {k.removesuffix("_total"): v for k, v in self.telemetry.counters.items()}

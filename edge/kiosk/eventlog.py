@@ -98,8 +98,8 @@ class EventLog:
                 self._cut_back()
                 raise
             self._size += len(line)
-            self._resync = False
             self.seq = event["seq"]
+            self._resync = False
         return event
 
     def _cut_back(self) -> None:

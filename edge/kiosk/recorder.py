@@ -2,11 +2,14 @@
 
 Video: an event when the decision changes (a kiosk at 30 fps must not fsync 30 times a
 second for the same person), or every frame if asked. Photos (``dir://``): every one, since
-each is a different person. A full disk is counted and logged, never fatal.
+each is a different person. A full disk is counted and logged, never fatal. Snapshots are
+written only when ``[events] snapshots`` asks, and then with faces pixelated (privacy.py)
+unless ``blur_faces = false``; without a face finder they are not written at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -16,6 +19,7 @@ from ..explain.overlay import render_jpeg
 from .config import Config
 from .eventlog import EventLog, write_snapshot
 from .pipeline import Result
+from .privacy import FaceBlur
 from .telemetry import Telemetry
 
 log = logging.getLogger("mpox_edge.recorder")
@@ -37,6 +41,7 @@ class Recorder:
         self._fail_since = self._last_error_at = 0.0  # disk-full messages, rate-limited
         self._fail_count = self._suppressed = 0
         self.last_ok = True  # the last event reached the log (dir:// acks depend on it)
+        self._faces: FaceBlur | None = None
 
     @staticmethod
     def _open(cfg: Config) -> EventLog:
@@ -119,6 +124,9 @@ class Recorder:
                 "sharpness": round(q.sharpness, 1),
                 "brightness": round(q.brightness, 1),
                 "clipped": round(q.clipped, 4),
+                "detail": clean(q.detail),
+                "highlight": clean(q.highlight),
+                "saturated": clean(q.saturated),
             },
             "latency_ms": round(r.timings_ms.get("capture_to_decision", 0.0), 2),
         }
@@ -131,16 +139,37 @@ class Recorder:
         if r.roi:
             ev["roi"] = list(r.roi)
         if ec.snapshots and d.label in ec.snapshot_labels:
-            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{r.frame.seq:08d}-{d.label}.jpg"
-            try:
-                path = write_snapshot(
-                    self.cfg.snapshot_dir, name, render_jpeg(r, None), keep=ec.max_snapshots
-                )
-                ev["snapshot"] = str(path)
-            except OSError as e:
-                log.error("snapshot %s: %s", name, e.strerror or e)
+            self._snapshot(r, ev)
         ev.update(model)
         self.last_event = self.event(ev)
+
+    def _snapshot(self, r: Result, ev: dict[str, Any]) -> None:
+        ec = self.cfg.events
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{r.frame.seq:08d}-{r.decision.label}.jpg"
+        if ec.blur_faces:
+            if self._faces is None:
+                self._faces = FaceBlur()
+            if not self._faces.available:
+                self.telemetry.inc("snapshots_skipped_total")
+                log.error("snapshot %s not written: no face finder (%s)", name, self._faces.reason)
+                return
+            # the snapshot is drawn at the camera's full resolution (render_jpeg): blur that,
+            # and drop the unblurred full-size sources from the copy it is drawn from
+            f = r.frame
+            full = f.full_image()
+            image, n = self._faces.apply(full, f.color_order)
+            k = full.shape[1] / f.image.shape[1]
+            roi = tuple(int(round(v * k)) for v in r.roi) if r.roi and k != 1 else r.roi
+            frame = dataclasses.replace(f, image=image, full=None, jpeg=None)
+            r = dataclasses.replace(r, frame=frame, roi=roi)  # type: ignore[arg-type]
+            ev["faces_blurred"] = n
+        try:
+            path = write_snapshot(
+                self.cfg.snapshot_dir, name, render_jpeg(r, None), keep=ec.max_snapshots
+            )
+            ev["snapshot"] = str(path)
+        except OSError as e:
+            log.error("snapshot %s: %s", name, e.strerror or e)
 
     def close(self) -> None:
         self.log.close()

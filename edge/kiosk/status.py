@@ -59,6 +59,7 @@ class DaemonView:
                 if k != "candidates"
             },
             "fps": round(d.telemetry.fps(), 2),
+            "cpu_ms_per_decision": _round(d.cpu_ms_per_decision(), 3),
             "camera": {
                 "state": cap.state if cap else "-",
                 "uri": d.cfg.source.uri,
@@ -73,6 +74,11 @@ class DaemonView:
                 if d.pipeline
                 else None
             ),
+            "unsure": (
+                {"enabled": d.pipeline.cfg.unsure, "ood_threshold": d.pipeline.ood_threshold}
+                if d.pipeline
+                else None
+            ),
             "explain": d.explainer.wanted(d.cfg),
             "ui": d.webui.stats() if d.cfg.ui.enabled else None,
             "config": d.cfg.origin,
@@ -81,13 +87,11 @@ class DaemonView:
         }
 
     def _last_decision(self) -> dict[str, Any] | None:
-        d = self.d
-        r = d.latest
+        r = self.d.latest
         if r is None:
             return None
-        d = r.decision
         return {
-            **d.to_dict(),
+            **r.decision.to_dict(),
             "frame": r.frame.seq,
             "name": r.frame.name,
             "age_s": round(time.monotonic() - r.frame.t_capture, 3),
@@ -102,6 +106,10 @@ class DaemonView:
                 "1 while the source delivers frames",
             ),
             "fps": (d.telemetry.fps(), "processed frames per second (last 10 s)"),
+            "cpu_ms_per_decision": (
+                d.cpu_ms_per_decision(),
+                "process CPU milliseconds (all threads) per decision since ready",
+            ),
             "uptime_seconds": (d.telemetry.uptime(), "seconds since start"),
             "process_resident_memory_bytes": (float(rss_bytes()), "resident set size"),
             "cpu_temperature_celsius": (cpu_temp_c(), "SoC temperature (NaN: no sensor)"),
@@ -128,3 +136,7 @@ class DaemonView:
         jpg = render_jpeg(r, d.explainer.overlay_fn(d.cfg, d.classifier))
         self._jpeg = (r, jpg)
         return jpg
+
+
+def _round(v: float | None, n: int) -> float | None:
+    return None if v is None else round(v, n)

@@ -25,6 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from .config import DECISIONS
+
 # Seconds. Covers a 1 ms preprocess on a Jetson up to a 2 s int8 model on a Pi Zero.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PREFIX = "mpox_edge"
@@ -72,7 +74,7 @@ class Telemetry:
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()
         self.counters = dict.fromkeys(self.COUNTERS, 0)
-        self.decisions: dict[str, int] = {"refer": 0, "clear": 0, "retake": 0}
+        self.decisions: dict[str, int] = dict.fromkeys(DECISIONS, 0)
         self._done: deque[float] = deque(maxlen=60)  # times of the last processed frames
         self._minutes: deque[list[float]] = deque(maxlen=61)  # [minute, decisions] pairs
         self.started = time.monotonic()

@@ -258,6 +258,10 @@ def select_backend(
         c["median_ms"] = medians[i]
         say(f"auto: {c['backend']}/{c['device']}/{c['precision']}: median {medians[i]:.3f} ms")
     timed = [c for c in cands if c["ok"] and "median_ms" in c]
+    if not timed and not any(c["device"] != "-" for c in cands):
+        from .backends.ort import ORT_HINT
+
+        raise BackendUnavailableError(f"no inference runtime is installed here: {ORT_HINT}")
     if not timed:
         raise BackendUnavailableError(
             "no backend can run this model here: "

@@ -175,7 +175,8 @@ def _torch_model(clf: Classifier, checkpoint: str | None, threads: int) -> Any:
         from mpox_edge.converters.checkpoint import build_from_checkpoint
     except ImportError as e:
         raise UsageError(
-            f"--against torch needs the host extra: pip install 'mpox-edge[convert]' ({e})"
+            "--against torch needs the host extra: from the checkout, "
+            f"python3 -m pip install -e '.[convert]' ({e})"
         ) from None
     from ..model.manifest import sha256_file
 
@@ -292,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_accuracy:
         acc = evaluate_set(clf, scan_folder(data_dir, clf.classes), desc="accuracy")
         acc["data"] = str(data_dir)
-        del acc["probs"], acc["labels"]
+        del acc["probs"], acc["labels"], acc["paths"]
         report["accuracy"] = acc
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     clf.close()
@@ -311,16 +312,19 @@ def format_bench(r: dict[str, Any]) -> list[str]:
         + (f"  (auto{', cached' if sel.get('cached') else ''})" if sel else ""),
         f"frames    {r['frames']['runs']} x {r['frames']['size']} "
         f"(+{r['frames']['warmup']} warm-up)",
-        f"{'stage':<13}{'min':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  ms",
     ]
-    for k in (*STAGES, "inference_back_to_back"):
-        s = r["latency_ms"].get(k)
-        if s:
-            name = "back-to-back" if k == "inference_back_to_back" else k
-            lines.append(
-                f"{name:<13}"
-                + "".join(f"{s[q]:>8.3f}" for q in ("min", "p50", "p90", "p99", "max"))
-            )
+    qs = ("min", "p50", "p90", "p99", "max")
+    rows = [
+        ("back-to-back" if k == "inference_back_to_back" else k, r["latency_ms"][k])
+        for k in (*STAGES, "inference_back_to_back")
+        if r["latency_ms"].get(k)
+    ]
+    # Columns widen with the largest figure (1000 ms and up under emulation or on a slow
+    # device) and always keep a space between them.
+    w = max([8] + [len(f"{s[q]:.3f}") + 1 for _, s in rows for q in qs])
+    lines.append(f"{'stage':<13}" + "".join(f"{q:>{w}}" for q in qs) + "  ms")
+    for name, s in rows:
+        lines.append(f"{name:<13}" + "".join(f"{s[q]:>{w}.3f}" for q in qs))
     cold = r["cold_start_s"]
     how = ""
     if sel:

@@ -21,6 +21,7 @@ from ..manifest import Artifact, ModelDir
 REGISTRY: dict[str, str] = {
     "onnxruntime": "mpox_edge.edge.model.backends.ort:OnnxRuntimeBackend",
     "openvino": "mpox_edge.edge.model.backends.ov:OpenVINOBackend",
+    "ncnn": "mpox_edge.edge.model.backends.ncnn:NcnnBackend",
 }
 
 
