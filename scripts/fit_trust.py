@@ -137,7 +137,10 @@ def screening(p_pos: np.ndarray, is_pos: np.ndarray, target: float) -> dict[str,
         "sensitivity_ci95": wilson(tp, tp + fn),
         "specificity": tn / max(tn + fp, 1),
         "specificity_ci95": wilson(tn, tn + fp),
-        "tp": tp, "fn": fn, "tn": tn, "fp": fp,
+        "tp": tp,
+        "fn": fn,
+        "tn": tn,
+        "fp": fp,
     }
 
 
@@ -164,11 +167,28 @@ def load_oof(cv: Path, splits: Path) -> dict[str, Any]:
     return out
 
 
+def load_val_npz(path: Path) -> dict[str, Any]:
+    """One model's validation predictions (``scripts/predict_model.py``) in OOF form."""
+    z = np.load(path)
+    out: dict[str, Any] = {
+        "val_logits": z["val_logits"],
+        "val_features": z["val_features"],
+        "y": z["val_label"],
+        "collection": z["val_collection"],
+        "model": np.zeros(len(z["val_label"]), int),
+        "train": [(z["train_features"], z["train_label"])],
+    }
+    for p in ("unseen", "nonskin"):
+        out[f"{p}_logits"], out[f"{p}_features"] = z[f"{p}_logits"], z[f"{p}_features"]
+        out[f"{p}_model"] = np.zeros(len(z[f"{p}_logits"]), int)
+    return out
+
+
 def cv_scores(kind: str, d: dict, part: str, t: float) -> np.ndarray:
     """Scores of a part, each row by its own CV model (Mahalanobis: that model's stats)."""
     models = d["model"] if part == "val" else d[f"{part}_model"]
     out = np.empty(len(models))
-    for k in range(4):
+    for k in range(len(d["train"])):
         m = models == k
         trf, trl = d["train"][k]
         out[m] = scores(kind, d[f"{part}_logits"][m], d[f"{part}_features"][m], trf, trl, t)
@@ -177,29 +197,47 @@ def cv_scores(kind: str, d: dict, part: str, t: float) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cv-dir", type=Path, required=True)
+    ap.add_argument("--cv-dir", type=Path, help="cv_train.py output (pooled OOF)")
+    ap.add_argument("--val-npz", type=Path, help="instead: one model's predict_model.py output")
+    ap.add_argument("--val-desc", default="", help="what --val-npz holds (for the manifest)")
     ap.add_argument("--loco-dir", type=Path, help="default: --cv-dir")
     ap.add_argument("--splits", type=Path, help="default: CV_DIR/combined.csv")
     ap.add_argument("--target-sensitivity", type=float, default=0.95)
-    ap.add_argument("--unsure-rate", type=float, default=0.05,
-                    help="share of in-distribution OOF photos the threshold sends to unsure")
+    ap.add_argument(
+        "--unsure-rate",
+        type=float,
+        default=0.05,
+        help="share of in-distribution OOF photos the threshold sends to unsure",
+    )
     ap.add_argument("--kind", help="force an OOD kind (default: best mean LOCO AUROC)")
     ap.add_argument("--model-dir", type=Path, help="write the fitted fields into this manifest")
     ap.add_argument("--final-train", type=Path, help="final model's training features (npz)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    d = load_oof(args.cv_dir, args.splits or args.cv_dir / "combined.csv")
+    if args.val_npz:
+        d = load_val_npz(args.val_npz)
+        source = f"validation predictions ({args.val_desc or args.val_npz.name})"
+    elif args.cv_dir:
+        d = load_oof(args.cv_dir, args.splits or args.cv_dir / "combined.csv")
+        source = f"pooled out-of-fold logits of 4 CV models ({args.cv_dir}), folds 0-3"
+    else:
+        ap.error("give --cv-dir or --val-npz")
+    args.source = source
     z, y, coll = d["val_logits"], d["y"], d["collection"]
     t = fit_temperature(z, y)
-    rep: dict[str, Any] = {"n_oof": int(len(y)), "source": str(args.cv_dir)}
+    rep: dict[str, Any] = {"n": int(len(y)), "source": source}
     cal = {}
     for name, m in [("all", np.ones(len(y), bool))] + [(c, coll == c) for c in np.unique(coll)]:
         p0, p1 = softmax_t(z[m], 1.0), softmax_t(z[m], t)
         cal[name] = {
-            "n": int(m.sum()), "accuracy": float((p0.argmax(1) == y[m]).mean()),
-            "ece_before": ece(p0, y[m]), "ece_after": ece(p1, y[m]),
-            "brier_before": brier(p0, y[m]), "brier_after": brier(p1, y[m]),
-            "nll_before": nll(z[m], y[m], 1.0), "nll_after": nll(z[m], y[m], t),
+            "n": int(m.sum()),
+            "accuracy": float((p0.argmax(1) == y[m]).mean()),
+            "ece_before": ece(p0, y[m]),
+            "ece_after": ece(p1, y[m]),
+            "brier_before": brier(p0, y[m]),
+            "brier_after": brier(p1, y[m]),
+            "nll_before": nll(z[m], y[m], 1.0),
+            "nll_after": nll(z[m], y[m], t),
         }
     rep["temperature"] = {"value": t, "by_collection": cal}
     p = softmax_t(z, t)
@@ -218,22 +256,29 @@ def main(argv: list[str] | None = None) -> int:
     rep["screening_threshold"] = scr
     # OOD kinds: LOCO (choice), then OOF in-dist vs unseen diseases / non-skin (reported)
     loco_dir = args.loco_dir or args.cv_dir
+    if loco_dir is None:
+        ap.error("give --loco-dir")
     kinds: dict[str, Any] = {}
     for kind in CANDIDATES:
         per = {}
         for f in sorted(loco_dir.glob("loco.*.npz")):
             L = np.load(f)
-            s = scores(kind, L["val_logits"], L["val_features"], L["train_features"],
-                       L["train_label"], t)
+            s = scores(
+                kind, L["val_logits"], L["val_features"], L["train_features"], L["train_label"], t
+            )
             u = L["val_unseen"].astype(bool)
             per[f.stem.split(".", 1)[1]] = auroc(s[~u], s[u])
         ind = cv_scores(kind, d, "val", t)
         uns = cv_scores(kind, d, "unseen", t)
         ns = cv_scores(kind, d, "nonskin", t)
         kinds[kind] = {
-            "loco_auroc": per, "loco_auroc_mean": float(np.mean(list(per.values()))) if per else None,
-            "cowpox_hfmd_auroc": auroc(ind, uns), "nonskin_auroc": auroc(ind, ns),
-            "_ind": ind, "_uns": uns, "_ns": ns,
+            "loco_auroc": per,
+            "loco_auroc_mean": float(np.mean(list(per.values()))) if per else None,
+            "cowpox_hfmd_auroc": auroc(ind, uns),
+            "nonskin_auroc": auroc(ind, ns),
+            "_ind": ind,
+            "_uns": uns,
+            "_ns": ns,
         }
     best = args.kind or max(kinds, key=lambda k: kinds[k]["loco_auroc_mean"] or 0)
     kb = kinds[best]
@@ -241,22 +286,28 @@ def main(argv: list[str] | None = None) -> int:
     uns_ref = (pu >= scr["value"]) | (kb["_uns"] > thr)
     ood = {
         "kind": CANDIDATES[best][0],
-        "candidate": best, "threshold": thr, "fitted_on": "pooled out-of-fold, MSID+msld2-dev folds 0-3",
+        "candidate": best,
+        "threshold": thr,
+        "fitted_on": source,
         "chosen_by": "best mean leave-one-class-out unseen-class AUROC",
-        "rule": f"{1 - args.unsure_rate:.2f} quantile of in-distribution OOF scores",
+        "rule": f"{1 - args.unsure_rate:.2f} quantile of in-distribution validation scores",
         "in_distribution_unsure": float((kb["_ind"] > thr).mean()),
         "cowpox_hfmd_unsure": float((kb["_uns"] > thr).mean()),
         "cowpox_hfmd_unsure_or_refer": float(uns_ref.mean()),
         "nonskin_unsure": float((kb["_ns"] > thr).mean()),
-        "n_in_distribution": int(len(kb["_ind"])), "n_cowpox_hfmd": int(len(kb["_uns"])),
+        "n_in_distribution": int(len(kb["_ind"])),
+        "n_cowpox_hfmd": int(len(kb["_uns"])),
         "n_nonskin": int(len(kb["_ns"])),
         "loco_auroc_mean": kb["loco_auroc_mean"],
     }
     if CANDIDATES[best][1] is not None:
         ood["params"] = CANDIDATES[best][1]
     rep["ood"] = ood
-    rep["ood_kinds"] = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
-                        for k, v in kinds.items()}
+    rep["ood_kinds"] = {
+        k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in kinds.items()
+    }
+    if args.val_npz:
+        scr["method"] = "validation folds the model never trained on"
     if args.model_dir:
         write_manifest(args, rep, t, cal["all"], scr, ood)
     text = json.dumps(rep, indent=2, default=float)
@@ -273,20 +324,28 @@ def write_manifest(args, rep, t, cal_all, scr, ood) -> None:
 
     md = ModelDir.load(args.model_dir)
     m = md.manifest
-    fitted_on = f"pooled out-of-fold logits of 4 CV models ({args.cv_dir.name}), folds 0-3"
-    m.temperature = {"value": t, "fitted_on": fitted_on, "n": cal_all["n"],
-                     "ece_before": cal_all["ece_before"], "ece_after": cal_all["ece_after"],
-                     "brier_before": cal_all["brier_before"], "brier_after": cal_all["brier_after"]}
+    fitted_on = args.source
+    m.temperature = {
+        "value": t,
+        "fitted_on": fitted_on,
+        "n": cal_all["n"],
+        "ece_before": cal_all["ece_before"],
+        "ece_after": cal_all["ece_after"],
+        "brier_before": cal_all["brier_before"],
+        "brier_after": cal_all["brier_after"],
+    }
     m.screening_threshold = {k: v for k, v in scr.items() if k != "by_collection"} | {
-        "chosen_on": fitted_on, "applies_to": "temperature-calibrated probability"}
+        "chosen_on": fitted_on,
+        "applies_to": "temperature-calibrated probability",
+    }
     sec = {k: v for k, v in ood.items()}
     params = CANDIDATES[ood["candidate"]][1]
     if params is not None:
-        if not args.final_train:
+        src = args.final_train or args.val_npz  # both hold train_features/train_label
+        if not src:
             raise SystemExit("fit_trust: a Mahalanobis score needs --final-train")
-        f = np.load(args.final_train)
-        OodStats.fit(f["train_features"], f["train_label"], **params).save(
-            md.path / STATS_FILE)
+        f = np.load(src)
+        OodStats.fit(f["train_features"], f["train_label"], **params).save(md.path / STATS_FILE)
         sec["stats_file"] = STATS_FILE
         sec["sha256"] = sha256_file(md.path / STATS_FILE)
         sec["stats_from"] = "the shipped model's features of its training images (folds 0-3)"
