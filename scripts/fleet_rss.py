@@ -64,8 +64,12 @@ def main() -> int:
         "mqtt": bool(a.mqtt),
         "pythonpath": os.environ.get("PYTHONPATH", ""),
     }
-    print(json.dumps(out) if a.json else f"peak RSS median {out['peak_rss_mib_median']} MiB "
-          f"(runs: {out['peak_rss_mib']}){' with MQTT' if a.mqtt else ''}")
+    print(
+        json.dumps(out)
+        if a.json
+        else f"peak RSS median {out['peak_rss_mib_median']} MiB "
+        f"(runs: {out['peak_rss_mib']}){' with MQTT' if a.mqtt else ''}"
+    )
     return 0
 
 

@@ -22,11 +22,14 @@ import numpy as np
 from .. import __version__
 from ..errors import MpoxEdgeError
 from ..explain.overlay import Explainer
+from ..model.store import Store
+from ..system import cpu_temp_c, rss_bytes
 from . import config
 from .capture import Backoff, Capture, LatestFrame
 from .httpapi import ApiServer
 from .pipeline import Pipeline, Result
 from .recorder import Recorder
+from .rollout import Rollout
 from .sdnotify import Notifier
 from .sources import Source, open_source
 from .status import DaemonView
@@ -42,7 +45,7 @@ def open_classifier(cfg: config.Config) -> Any:
 
     m = cfg.model
     return Classifier.open(
-        m.dir or None,
+        m.dir or store_current(cfg),
         backend=m.backend,
         device=m.device,
         precision=m.precision,
@@ -54,6 +57,12 @@ def open_classifier(cfg: config.Config) -> Any:
         spin=False,
         trt_cache_dir=str(Path(cfg.state_dir) / "trt-cache") if cfg.state_dir else None,
     )
+
+
+def store_current(cfg: config.Config) -> str | None:
+    """With no [model] dir: the signed store's current version, else the shipped model."""
+    cur = Store(cfg.models_dir, cfg.models.trusted_keys).current()
+    return str(cur) if cur else None
 
 
 class Daemon:
@@ -86,6 +95,8 @@ class Daemon:
         self._reload = threading.Event()
         self.heartbeat = time.monotonic()
         self._camera_state = ""
+        self.rollout = Rollout(self)
+        self.mqtt: Any = None  # mqtt.Publisher when [mqtt] enabled
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,6 +114,7 @@ class Daemon:
             self.classifier, cfg.decision, cfg.roi, with_features=self.explainer.wanted(cfg)
         )
         self._start_http(cfg)
+        self._start_mqtt(cfg)
         self._start_capture(cfg)
         self._event({"event": "start", "version": __version__, **self.model_info()})
         self.notifier.ready(f"ready; camera {self.capture.state if self.capture else '-'}")
@@ -130,6 +142,28 @@ class Daemon:
                     f"[http] cannot listen on {cfg.http.host}:{cfg.http.port}: {e.strerror or e}"
                 ) from None
             log.info("listening on %s", self.http.url)
+
+    def _start_mqtt(self, cfg: config.Config) -> None:
+        if cfg.mqtt.enabled:
+            from .mqtt import Publisher
+
+            self.mqtt = Publisher(cfg, health=self.fleet_health, on_command=self.command).start()
+
+    def command(self, cmd: str, payload: bytes) -> None:
+        """An MQTT command (its network thread): only sets flags or starts the rollout."""
+        if cmd == "reload":
+            self.request_reload()
+        elif cmd == "model":
+            self.rollout.command(payload)
+
+    def fleet_health(self) -> dict[str, Any]:
+        """The periodic MQTT status message: /status plus what a fleet table shows."""
+        return {
+            **DaemonView(self).status(),
+            "decisions_last_hour": self.telemetry.decisions_last_hour(),
+            "temperature_c": cpu_temp_c(),
+            "rss_bytes": rss_bytes(),
+        }
 
     def _start_capture(self, cfg: config.Config) -> None:
         sc = cfg.source
@@ -159,6 +193,7 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            self.rollout.poll()
             self.capture.poll()
             self._note_camera()
             frame = self.buffer.get(timeout=0.1)
@@ -191,6 +226,9 @@ class Daemon:
             self.http.close()
         if self.recorder:
             self._event({"event": "stop", **self.counts()})
+        if self.mqtt:
+            self.mqtt.close(drain_s=0.5)
+        if self.recorder:
             self.recorder.close()
         if self.classifier is not None:
             self.classifier.close()
@@ -235,6 +273,12 @@ class Daemon:
         if asdict(new.http) != asdict(old.http):
             self._restart_http(old, new)
         self.cfg = new
+        if asdict(new.mqtt) != asdict(old.mqtt):
+            if self.mqtt:
+                self.mqtt.close(drain_s=0.0)
+                self.mqtt = None
+            self._start_mqtt(new)
+        self.rollout.on_reload()
         self._event({"event": "reload", "ok": True})
         self.notifier.ready("reloaded")
         log.info("configuration reloaded from %s", new.origin)

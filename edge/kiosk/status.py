@@ -67,6 +67,8 @@ class DaemonView:
                 else None
             ),
             "explain": d.explainer.wanted(d.cfg),
+            "model_version": d.rollout.serving(),
+            "rollout": d.rollout.state,
             "config": d.cfg.origin,
         }
 
