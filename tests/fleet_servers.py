@@ -8,10 +8,12 @@ stopped by the fixture; nothing listens beyond 127.0.0.1.
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -100,9 +102,6 @@ class Prometheus:
         wait_port(self.port, 30)
 
     def query(self, expr: str) -> dict:
-        import json
-        import urllib.parse
-
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
             {"query": expr}
         )

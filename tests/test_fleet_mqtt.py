@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from edge_fakes import FakeClassifier, textured
 from fleet_servers import Mosquitto
-
 from mpox_edge.edge.errors import ConfigError
 from mpox_edge.edge.kiosk import config
 from mpox_edge.edge.kiosk.daemon import Daemon
@@ -60,15 +59,21 @@ def fleet_cfg(state: Path, port: int, **mqtt: Any) -> config.Config:
             "http": {"enabled": False},
             "source": {"uri": "usb://0"},
             "events": {"every_frame": True, "max_bytes": 400_000, "backups": 50},
-            "mqtt": {"enabled": True, "port": port, "device_id": "door-1",
-                     "health_interval_s": 0.3, **mqtt},
+            "mqtt": {
+                "enabled": True,
+                "port": port,
+                "device_id": "door-1",
+                "health_interval_s": 0.3,
+                **mqtt,
+            },
         }
-    )  # fmt: skip
+    )
 
 
 def start_daemon(cfg: config.Config) -> tuple[Daemon, threading.Thread]:
-    d = Daemon(cfg, classifier_factory=lambda c: FakeClassifier(),
-               source_factory=lambda sc: Synthetic())  # fmt: skip
+    d = Daemon(
+        cfg, classifier_factory=lambda c: FakeClassifier(), source_factory=lambda sc: Synthetic()
+    )
     d.start()
     t = threading.Thread(target=d.run, daemon=True)
     t.start()
@@ -87,8 +92,9 @@ class Consumer:
     def __init__(self, port: int, topic: str = "mpox-edge/+/events/#") -> None:
         self.got: list[tuple[str, int]] = []
         self.status: dict[str, Any] = {}
-        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="consumer",
-                             clean_session=False)  # fmt: skip
+        self.c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id="consumer", clean_session=False
+        )
         self.c.on_connect = lambda c, *_: c.subscribe([(topic, 1), ("mpox-edge/+/status", 1)])
         self.c.on_message = self._msg
         self.c.reconnect_delay_set(1, 2)
@@ -182,30 +188,61 @@ def test_health_availability_and_the_fleet_table(state: Path) -> None:
         assert st["decisions_last_hour"] > 0 and st["mqtt"]["connected"]
         consumer.close()
         r = subprocess.run(
-            [sys.executable, "-m", "mpox_edge.edge.cli", "fleet", "--broker",
-             f"127.0.0.1:{broker.port}", "--json", "--wait", "1.5"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "mpox_edge.edge.cli",
+                "fleet",
+                "--broker",
+                f"127.0.0.1:{broker.port}",
+                "--json",
+                "--wait",
+                "1.5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
         (row,) = json.loads(r.stdout)
         assert row["device"] == "door-1" and row["online"] is True and row["fps"] > 0
         assert row["camera"] == "streaming" and row["decisions_last_hour"] > 0
         halt(d, t)
         r = subprocess.run(
-            [sys.executable, "-m", "mpox_edge.edge.cli", "fleet", "--broker",
-             f"127.0.0.1:{broker.port}", "--once", "--wait", "1"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "mpox_edge.edge.cli",
+                "fleet",
+                "--broker",
+                f"127.0.0.1:{broker.port}",
+                "--once",
+                "--wait",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0 and "door-1" in r.stdout, r.stderr
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith("door-1"))
         assert line.split()[1] == "NO"  # the retained 'offline' after a clean stop
     finally:
         broker.stop()
     r = subprocess.run(
-        [sys.executable, "-m", "mpox_edge.edge.cli", "fleet", "--broker",
-         f"127.0.0.1:{broker.port}", "--once"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mpox_edge.edge.cli",
+            "fleet",
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "cannot reach the broker" in r.stderr
     assert "Traceback" not in r.stderr
 

@@ -254,12 +254,16 @@ class Store:
         return prev
 
     def prune(self) -> list[str]:
-        """Keep current, previous and the newest others up to ``keep`` versions."""
+        """Remove versions older than ``current`` other than ``current`` and ``previous``
+        (beyond ``keep``); versions installed later wait for their activation."""
+        vs = self.versions()
         pinned = {self._link("current"), self._link("previous")}
-        vs = [v["version"] for v in self.versions()]
-        others = [v for v in vs if v not in pinned]
+        cur_at = max((v["installed_at"] for v in vs if v["version"] in pinned), default=0.0)
+        olds = [
+            v["version"] for v in vs if v["version"] not in pinned and v["installed_at"] < cur_at
+        ]
         room = max(0, self.keep - len(pinned - {None}))
-        gone = others[: max(0, len(others) - room)]
+        gone = olds[: max(0, len(olds) - room)]
         for v in gone:
             shutil.rmtree(self.root / v, ignore_errors=True)
         return gone
