@@ -77,7 +77,7 @@ class Mosquitto:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, target: str, interval_s: float = 0.5) -> None:
+    def __init__(self, workdir: Path, target: str, interval_ms: int = 500) -> None:
         if not Path(PROMETHEUS).is_file():
             pytest.skip("prometheus is not installed (Debian package: prometheus)")
         self.dir = workdir
@@ -85,7 +85,7 @@ class Prometheus:
         self.port = free_port()
         cfg = self.dir / "prometheus.yml"
         cfg.write_text(
-            f"global:\n  scrape_interval: {interval_s}s\n  scrape_timeout: {interval_s}s\n"
+            f"global:\n  scrape_interval: {interval_ms}ms\n  scrape_timeout: {interval_ms}ms\n"
             "scrape_configs:\n  - job_name: mpox-edge\n"
             f"    static_configs:\n      - targets: ['{target}']\n"
         )
@@ -100,6 +100,13 @@ class Prometheus:
             stderr=open(self.dir / "prometheus.log", "wb"),  # noqa: SIM115
         )
         wait_port(self.port, 30)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:  # the port opens before the TSDB is ready
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
 
     def query(self, expr: str) -> dict:
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
