@@ -32,8 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--to",
         type=comma_list(choices=("onnx", "openvino", "ncnn"), what="targets"),
         default=["onnx", "openvino"],
-        help="comma list of: onnx, openvino, ncnn (ncnn: converted by pnnx, "
-        "pip install pnnx ncnn)",
+        help="comma list of: onnx, openvino, ncnn (ncnn: converted by pnnx, pip install pnnx ncnn)",
     )
     p.add_argument(
         "--classes",

@@ -101,12 +101,30 @@ for f in /proc/sys/fs/binfmt_misc/*aarch64*; do
     grep -qs '^enabled' "$f" && say "note: $f is also enabled; $FMT registered last wins"
 done
 
+# Never rm -rf a userland with /dev or /proc bind-mounted into it (a crashed earlier run):
+# unmount everything below it first, and stay on one file system anyway.
+unmount_below() {
+    local m
+    for m in $(awk -v r="$1/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" || true
+    done
+}
+remove_tree() {
+    [ -e "$1" ] || return 0
+    unmount_below "$1"
+    if awk -v r="$1/" 'index($2, r) == 1 {found=1} END {exit !found}' /proc/mounts; then
+        die "$1 still has mounts below it; not removing it"
+    fi
+    rm -rf --one-file-system "$1"
+}
+
 # -- the userland, cached by recipe ----------------------------------------------------------
 KEY=$(printf '%s\n' "$RECIPE_VERSION" "$SUITE" "$MIRROR" "$INCLUDE" "$QEMU_VERSION" | sha256sum | cut -c1-12)
 ROOT="$CACHE/rootfs-$KEY"
-[ "$REBUILD" = 1 ] && rm -rf "$ROOT"
+[ "$REBUILD" = 1 ] && remove_tree "$ROOT"
 if [ ! -e "$ROOT/.complete" ]; then
-    rm -rf "$ROOT" "$ROOT.tmp"
+    remove_tree "$ROOT"
+    remove_tree "$ROOT.tmp"
     say "building Debian $SUITE arm64 ($INCLUDE) in $ROOT (about 5 min)"
     t=$(date +%s)
     debootstrap --arch=arm64 --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT.tmp" "$MIRROR" \
@@ -115,7 +133,7 @@ if [ ! -e "$ROOT/.complete" ]; then
     touch "$ROOT.tmp/.complete"
     mv "$ROOT.tmp" "$ROOT"
     say "userland built in $(($(date +%s) - t)) s"
-    for old in "$CACHE"/rootfs-*; do [ "$old" = "$ROOT" ] || rm -rf "$old"; done
+    for old in "$CACHE"/rootfs-*; do [ "$old" = "$ROOT" ] || remove_tree "$old"; done
 else
     say "reusing cached userland $ROOT"
 fi
@@ -125,8 +143,9 @@ RUN_ID=run-$$
 WORK="$ROOT/work/$RUN_ID"
 HOSTWORK=$(mktemp -d)
 cleanup() {
-    for m in dev/pts dev proc sys; do mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m"; done
-    if [ "$KEEP" = 1 ]; then say "kept $WORK and $HOSTWORK"; else rm -rf "$WORK" "$HOSTWORK"; fi
+    unmount_below "$ROOT"
+    if [ "$KEEP" = 1 ]; then say "kept $WORK and $HOSTWORK"; else
+        rm -rf --one-file-system "$WORK" "$HOSTWORK"; fi
 }
 trap cleanup EXIT
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"

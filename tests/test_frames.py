@@ -217,3 +217,42 @@ def test_daemon_downscales_and_reports_cpu_per_decision(tmp_path: Path) -> None:
     assert isinstance(st["cpu_ms_per_decision"], float) and st["cpu_ms_per_decision"] > 0
     line = next(ln for ln in metrics.splitlines() if ln.startswith("mpox_edge_cpu_ms_per_decision"))
     assert float(line.split()[1]) > 0
+
+
+def test_v4l2_camera_is_asked_for_the_smallest_mode_over_twice_the_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mode request, with the camera's mode list stubbed (no /dev/video here)."""
+    from mpox_edge.edge.kiosk import sources
+
+    modes = [(1920, 1080), (1280, 720), (800, 600), (640, 480), (320, 240)]
+    monkeypatch.setattr(sources, "v4l2_modes", lambda dev, fmt="MJPG": modes)
+    set_calls: list[tuple[int, float]] = []
+
+    class Cap:
+        def __init__(self, *a: object) -> None: ...
+
+        def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+            return True
+
+        def set(self, prop: int, v: float) -> bool:
+            set_calls.append((prop, v))
+            return True
+
+        def get(self, prop: int) -> float:
+            return 0.0
+
+        def release(self) -> None: ...
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", Cap)
+    s = open_source("usb://0", SourceConfig(width=1280, height=720), NEED)
+    s.open()
+    assert s.mode == (640, 480)  # 480 >= 2 x 224; 320x240 is too small
+    asked = dict(set_calls)
+    assert (asked[cv2.CAP_PROP_FRAME_WIDTH], asked[cv2.CAP_PROP_FRAME_HEIGHT]) == (640, 480)
+    assert asked[cv2.CAP_PROP_CONVERT_RGB] == 0  # MJPG bytes come to us for reduced decode
+    # downscale off: the configured size, as before
+    set_calls.clear()
+    s = open_source("usb://0?downscale=0", SourceConfig(width=1280, height=720), NEED)
+    s.open()
+    assert s.mode == (1280, 720) and cv2.CAP_PROP_CONVERT_RGB not in dict(set_calls)

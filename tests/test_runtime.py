@@ -50,7 +50,7 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_probe_reports_without_loading() -> None:
     probes = {p.name: p for p in probe_all()}
     assert probes["onnxruntime"].available and "cpu" in probes["onnxruntime"].devices
-    assert set(probes) == {"onnxruntime", "openvino"}
+    assert set(probes) == {"onnxruntime", "openvino", "ncnn"}
 
 
 def test_backends_agree_and_unavailable_is_an_error(tiny_model_dir: Path) -> None:

@@ -48,8 +48,10 @@ class ModelConfig:
 
     def check(self) -> list[str]:
         e = []
-        if self.backend not in ("auto", "onnxruntime", "openvino"):
-            e.append(f"backend must be auto, onnxruntime or openvino, not {self.backend!r}")
+        from ..model.backends import REGISTRY  # the registry names them, not a list here
+
+        if self.backend not in ("auto", *REGISTRY):
+            e.append(f"backend must be auto or one of {', '.join(REGISTRY)}, not {self.backend!r}")
         if self.precision not in ("fp32", "int8"):
             e.append(f"precision must be fp32 or int8, not {self.precision!r}")
         if not 0 <= self.threads <= 256 or not 0 <= self.warmup <= 1000:
