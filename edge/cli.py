@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .cliopts import HelpFormatter
 from .errors import MissingDependencyError, MpoxEdgeError
 
 # name -> (module, one-line help). Host-only commands need the [convert] extra.
@@ -59,7 +60,12 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
     for name in COMMANDS:
         if name not in mods and only is None:
             continue
-        p = sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
+        p = sub.add_parser(
+            name,
+            help=COMMANDS[name][1],
+            description=COMMANDS[name][1],
+            formatter_class=HelpFormatter,
+        )
         if name in mods:
             mods[name].add_arguments(p)  # type: ignore[attr-defined]
     return parser, mods
@@ -101,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tqdm",
         }:
             err = MissingDependencyError(
-                f"this command needs {e.name!r}: pip install 'mpox-edge[convert]'"
+                f"this command needs {e.name!r} (host side): from the checkout, "
+                "python3 -m pip install -e '.[convert]'"
             )
             print(f"mpox-edge {args.command}: error: {err}", file=sys.stderr)
             return err.exit_code

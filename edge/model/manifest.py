@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -19,8 +20,9 @@ from ..errors import IntegrityError, ManifestError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-FORMATS = ("onnx", "openvino")
+FORMATS = ("onnx", "openvino", "ncnn")
 PRECISIONS = ("fp32", "int8")
+MAX_INPUT_SIZE = 2048  # pixels a side; the zoo uses 160..384
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,15 @@ class Preprocess:
             raise ManifestError(f"preprocess.layout {self.layout!r} is not supported (NCHW only)")
         if self.resize not in ("shorter_side_center_crop", "stretch"):
             raise ManifestError(f"preprocess.resize {self.resize!r} is not supported")
-        if self.input_size < 8 or len(self.mean) != 3 or len(self.std) != 3:
-            raise ManifestError("preprocess needs input_size >= 8 and three mean/std values")
+        if not isinstance(self.input_size, int) or not 8 <= self.input_size <= MAX_INPUT_SIZE:
+            raise ManifestError(
+                f"preprocess.input_size must be an integer 8..{MAX_INPUT_SIZE}, "
+                f"not {self.input_size!r}"  # 60000 would allocate 43 GB per frame
+            )
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ManifestError("preprocess needs three mean and three std values")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ManifestError("preprocess mean/std values must be finite numbers")
         if any(s <= 0 for s in self.std):
             raise ManifestError("preprocess.std values must be positive")
 
@@ -54,12 +63,12 @@ class Preprocess:
 class Artifact:
     """One runnable file (or file pair for OpenVINO IR) of the model."""
 
-    format: str  # "onnx" | "openvino"
+    format: str  # "onnx" | "openvino" | "ncnn"
     precision: str  # "fp32" | "int8"
     path: str  # relative to the model directory (.xml for OpenVINO)
     sha256: str
     size_bytes: int
-    weights_path: str | None = None  # OpenVINO .bin
+    weights_path: str | None = None  # OpenVINO / ncnn .bin
     weights_sha256: str | None = None
     outputs: tuple[str, ...] = ("logits",)
     extra: dict[str, Any] = field(default_factory=dict)  # calibration details, latency...
@@ -76,8 +85,14 @@ class Manifest:
     preprocess: Preprocess
     artifacts: list[Artifact]
     positive_class: str | None = None  # the class a screening decision refers on (mpox)
-    # p(positive) at or above which screening refers; chosen on validation data (see eval)
+    # p(positive) at or above which screening refers; chosen on validation data (see eval).
+    # Newer models add method ("pooled out-of-fold"), n and sensitivity/specificity CIs;
+    # with a temperature the threshold applies to the calibrated probability.
     screening_threshold: dict[str, Any] | None = None
+    # {value, fitted_on, n, ece_before, ece_after}: softmax(logits / value) (edge.model.trust)
+    temperature: dict[str, Any] | None = None
+    # {kind, threshold, stats_file, sha256, fitted_on, ...}: the "unsure" score (trust.py)
+    ood: dict[str, Any] | None = None
     cam: dict[str, Any] | None = None  # class-activation map support (explain)
     parity: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)
@@ -181,6 +196,8 @@ class ModelDir:
             data = json.loads(mf.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ManifestError(f"{mf} does not parse as JSON: {e}") from None
+        except RecursionError:  # a hostile '[[[[...' manifest
+            raise ManifestError(f"{mf} is nested too deeply to be a manifest") from None
         if not isinstance(data, dict):
             raise ManifestError(f"{mf} is not a JSON object")
         return cls(p, Manifest.from_dict(data))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, MpoxEdgeError
+from ..errors import BackendUnavailableError, IntegrityError, MpoxEdgeError
 from .backends import REGISTRY, backend_class, load_backend
 from .manifest import ModelDir, atomic_write_text
 
@@ -29,11 +29,21 @@ log = logging.getLogger("mpox_edge.select")
 DEFAULT_MAX_DROP = 1.0  # accuracy points an int8 artifact may lose against fp32
 
 
-def cache_dir_default() -> Path:
-    for var in ("MPOX_EDGE_CACHE", "STATE_DIRECTORY"):  # STATE_DIRECTORY: systemd's
-        if os.environ.get(var):
-            return Path(os.environ[var].split(":")[0])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mpox-edge"
+def cache_dir_default(state_dir: str | None = None) -> Path:
+    """Where ``auto`` keeps its choice, one place for bench and serve: $MPOX_EDGE_CACHE, else
+    serve's state directory (``state_dir``, by default systemd's StateDirectory, else
+    $XDG_STATE_HOME/mpox-edge). bench and serve print the file they used."""
+    if os.environ.get("MPOX_EDGE_CACHE"):
+        return Path(os.environ["MPOX_EDGE_CACHE"])
+    return Path(state_dir or default_state_dir())
+
+
+def default_state_dir() -> str:
+    """systemd's StateDirectory= when run as the service, else a per-user directory."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "mpox-edge")
 
 
 def hardware_fingerprint() -> str:
@@ -156,6 +166,33 @@ def time_candidates(
             be.close()
 
 
+def verify_all(md: ModelDir, *, allow_tampered: bool = False, log: Any = None) -> list[str]:
+    """Check every artifact's sha256 before anything is chosen or served.
+
+    ``auto`` used to reject a tampered artifact as "cannot load" and serve another one with
+    exit 0. A mismatch anywhere in the directory now refuses the model; an operator who
+    opts in (``allow_tampered``) gets the untouched artifacts, and the problems back, to
+    show loudly (log, /status, /metrics). Returns the problems (empty: all intact).
+    """
+    problems = []
+    for art in md.manifest.artifacts:
+        try:
+            md.verify(art)
+        except IntegrityError as e:
+            problems.append(str(e))
+    if problems and not allow_tampered:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(
+            f"{problems[0]}{more}; refusing the whole model directory "
+            "(to serve its intact artifacts anyway, set [model] allow_tampered = true)"
+        )
+    for p in problems:  # a warning whatever ``log`` is: this must reach the journal
+        globals()["log"].warning("TAMPERED MODEL, serving its intact artifacts anyway: %s", p)
+        if log is not None:
+            log(f"TAMPERED MODEL: {p}")
+    return problems
+
+
 def select_backend(
     md: ModelDir,
     *,
@@ -189,6 +226,7 @@ def select_backend(
         try:
             decision = json.loads(cache_file.read_text())
             decision["cached"] = True
+            decision["cache_file"] = str(cache_file)
             say(
                 f"auto: cached choice {decision['backend']}/{decision['device']}/"
                 f"{decision['precision']} ({cache_file})"
@@ -220,6 +258,10 @@ def select_backend(
         c["median_ms"] = medians[i]
         say(f"auto: {c['backend']}/{c['device']}/{c['precision']}: median {medians[i]:.3f} ms")
     timed = [c for c in cands if c["ok"] and "median_ms" in c]
+    if not timed and not any(c["device"] != "-" for c in cands):
+        from .backends.ort import ORT_HINT
+
+        raise BackendUnavailableError(f"no inference runtime is installed here: {ORT_HINT}")
     if not timed:
         raise BackendUnavailableError(
             "no backend can run this model here: "
@@ -244,6 +286,11 @@ def select_backend(
     try:
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache_file, json.dumps(decision, indent=2))
+        decision["cache_file"] = str(cache_file)
+        say(
+            f"auto: chose {best['backend']}/{best['device']}/{best['precision']}, "
+            f"cached in {cache_file}"
+        )
     except OSError as e:
         say(f"auto: could not cache the choice in {cache}: {e}")
     return decision

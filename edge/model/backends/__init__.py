@@ -15,11 +15,13 @@ import numpy as np
 
 from ...errors import BackendUnavailableError, UsageError
 from ...system import release_free_memory
+from ..graphcheck import check_graph
 from ..manifest import Artifact, ModelDir
 
 REGISTRY: dict[str, str] = {
     "onnxruntime": "mpox_edge.edge.model.backends.ort:OnnxRuntimeBackend",
     "openvino": "mpox_edge.edge.model.backends.ov:OpenVINOBackend",
+    "ncnn": "mpox_edge.edge.model.backends.ncnn:NcnnBackend",
 }
 
 
@@ -109,6 +111,11 @@ def load_backend(
     art = pick_artifact(model, backend, precision)
     path = model.verify(art)
     backend_obj = cls(model, art, path, device=device, threads=threads, **options)
+    try:
+        check_graph(model, art, backend_obj)  # issue 13: manifest vs graph, at every load
+    except BaseException:
+        backend_obj.close()
+        raise
     release_free_memory()  # the graph loader's temporaries
     return backend_obj
 

@@ -33,7 +33,7 @@ class OpenVINOBackend:
             return Probe(
                 cls.name,
                 False,
-                reason=f"openvino is not installed ({e}); pip install 'mpox-edge[openvino]'",
+                reason=f"openvino is not installed ({e}); pip install openvino",
             )
         core = ov.Core()
         devices = [d.lower() for d in core.available_devices]
@@ -73,6 +73,10 @@ class OpenVINOBackend:
     def _compile(self, static_shape: list[int] | None) -> Any:
         try:
             m = self._core.read_model(str(self._path))
+            if len(m.inputs) != 1:
+                raise RuntimeError(f"the graph has {len(m.inputs)} inputs, not one")
+            ps = m.inputs[0].get_partial_shape()  # as exported, for graphcheck
+            self.input_shape = [d.get_length() if d.is_static else "?" for d in ps]
             if static_shape is not None:
                 m.reshape({m.inputs[0].get_any_name(): static_shape})
             return self._core.compile_model(m, self.device.upper(), self._config)
