@@ -141,7 +141,17 @@ def trusted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SCORE_RTOL = {"fp32": 1e-3, "int8": 0.5}
 
 
-def test_unsure_is_the_same_on_every_backend_and_precision(trusted_dir: Path) -> None:
+@pytest.fixture(params=["shipped", "mahalanobis"])
+def any_trusted(request: pytest.FixtureRequest, trusted_dir: Path) -> Path:
+    if request.param == "mahalanobis":
+        return trusted_dir
+    if not ModelDir.load(default_model_dir()).manifest.ood:
+        pytest.skip("the shipped default has no ood section")
+    return default_model_dir()
+
+
+def test_unsure_is_the_same_on_every_backend_and_precision(any_trusted: Path) -> None:
+    trusted_dir = any_trusted
     imgs = _images()
     runs = {}
     for backend, precision in (
