@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Fit the kiosk's quality gate (``retake``) on real training photos and synthetic faults.
 
-The gate's measures are those of ``edge/kiosk/pipeline.py:quality_measures`` (the daemon's
+The gate's measures are those of ``edge/kiosk/quality.py:quality_measures`` (the daemon's
 own code). Real photos of MSID and msld2-dev folds 0-3 must pass; the same photos with
 synthetic blur, motion blur, under- and over-exposure applied must be caught. Thresholds
-are chosen by exhaustive search over real-photo quantiles: the largest worst-case catch
-rate over the fault types, subject to at most ``--budget`` of the real photos sent to retake.
+are chosen by exhaustive search over real-photo quantiles: the highest mean catch rate over
+the fault types, subject to at most a budget of the real photos sent to retake.
 
-Folds: first fit on folds 0-2 and check on fold 3 (validation), then fit on folds 0-3 (the
-shipped thresholds). The test folds (4) are read only with ``--report-test``, once, to
+Folds: for each candidate budget, fit on folds 0-2 and check on fold 3 (validation); the
+largest budget whose fold 3 sends at most ``--target`` (3%) of its real photos to retake
+gives the shipped thresholds (as fitted on folds 0-2, so their validation figure is known).
+The test folds (4) are read only with ``--report-test``, once, to
 report; nothing is chosen on them.
 
     python3 scripts/fit_quality_gate.py                 # fit, validate, print the TOML
@@ -29,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 from mpox_edge.edge.errors import DataError
-from mpox_edge.edge.kiosk.pipeline import quality_measures
+from mpox_edge.edge.kiosk.quality import quality_measures
 from mpox_edge.edge.model.dataset import read_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +45,7 @@ RULES = {
     "max_brightness": ("brightness", "max"),
     "max_saturated": ("saturated", "max"),
 }
-OFF = {"min": 0.0, "max_brightness": 255.0, "max_saturated": 1.0}
+OFF = {"min": 0.0, "max_brightness": 255.0, "max_saturated": 2.0}
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # % of the real photos a single rule may reject
 
 
@@ -176,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--msid", type=Path, default=SHARED / "msid")
     ap.add_argument("--msld", type=Path, default=SHARED / "msld2-dev")
     ap.add_argument(
-        "--budget",
-        type=float,
-        default=0.015,
-        help="most real training photos the gate may send to retake (default 1.5%%: margin "
-        "under the 3%% target on held-out photos)",
+        "--budgets",
+        default="0.01,0.015,0.02,0.025,0.03",
+        help="candidate shares of real training photos the gate may send to retake; the "
+        "largest whose validation (fold 3) share stays within --target is shipped",
+    )
+    ap.add_argument(
+        "--target", type=float, default=0.03, help="most real held-out photos to retake"
     )
     ap.add_argument("--report-test", action="store_true", help="also report fold 4 (once)")
     ap.add_argument("--json", help="write every figure as JSON here ('-' = stdout)")
@@ -194,22 +198,39 @@ def main(argv: list[str] | None = None) -> int:
     train = [d for f in (0, 1, 2) for d in by_fold[f]]
     pool = lambda ds, k: [m for d in ds for m in d[k]]  # noqa: E731
     fake_of = lambda ds: {k: [m for d in ds for m in d["fake"][k]] for k in FAULTS}  # noqa: E731
-    th_val = fit(pool(train, "real"), fake_of(train), a.budget)
-    report: dict[str, Any] = {"budget": a.budget, "faults": list(FAULTS)}
-    report["validation"] = {
-        "fit_on": "folds 0-2",
-        "thresholds": th_val,
-        "fit_folds": figures(train, th_val),
-        "fold 3": figures(by_fold[3], th_val),
-    }
-    every = [d for f in range(4) for d in by_fold[f]]
-    th = fit(pool(every, "real"), fake_of(every), a.budget)
-    report["shipped"] = {"fit_on": "folds 0-3", "thresholds": th, "fit_folds": figures(every, th)}
-    print("validation (fit on folds 0-2, checked on fold 3):")
-    print(_line("folds 0-2 (fit)", report["validation"]["fit_folds"]))
-    print(_line("fold 3 (validation)", report["validation"]["fold 3"]))
-    print("shipped thresholds (fit on folds 0-3):")
-    print(_line("folds 0-3 (fit)", report["shipped"]["fit_folds"]))
+    try:
+        budgets = sorted(float(b) for b in a.budgets.split(","))
+    except ValueError:
+        print(f"fit_quality_gate: --budgets takes numbers, not {a.budgets!r}", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {"target": a.target, "faults": list(FAULTS), "validation": []}
+    print("validation (fit on folds 0-2 within each budget, checked on fold 3):")
+    for b in budgets:
+        th_val = fit(pool(train, "real"), fake_of(train), b)
+        val = {
+            "budget": b,
+            "thresholds": th_val,
+            "fit_folds": figures(train, th_val),
+            "fold 3": figures(by_fold[3], th_val),
+        }
+        report["validation"].append(val)
+        print(f" budget {b:.1%}")
+        print(_line("folds 0-2 (fit)", val["fit_folds"]))
+        print(_line("fold 3 (validation)", val["fold 3"]))
+    chosen = report["validation"][0]
+    for val in report["validation"]:
+        if val["fold 3"]["real_retake_rate"] <= a.target:
+            chosen = val
+    # Ship the thresholds whose validation figures are known (a refit on folds 0-3 would
+    # move them to an operating point nobody checked).
+    th = chosen["thresholds"]
+    report["shipped"] = {"budget": chosen["budget"], "fit_on": "folds 0-2", "thresholds": th}
+    report["shipped"]["folds 0-3"] = figures([d for f in range(4) for d in by_fold[f]], th)
+    print(
+        f"shipped: budget {chosen['budget']:.1%}, the largest whose fold-3 share <= "
+        f"{a.target:.0%} (thresholds fit on folds 0-2); on all of folds 0-3:"
+    )
+    print(_line("folds 0-3", report["shipped"]["folds 0-3"]))
     if a.report_test:
         test = {r.name: measure(r, {4}, True) for r in roots}
         report["test"] = {n: figures([d], th) for n, d in test.items()}
@@ -217,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print("test folds (fold 4; reported once, nothing chosen on them):")
         for n, f in report["test"].items():
             print(_line(f"fold 4 {n}", f))
-    print("\n[decision]  # scripts/fit_quality_gate.py, fit on MSID + msld2-dev folds 0-3")
+    print("\n[decision]  # scripts/fit_quality_gate.py: MSID + msld2-dev folds 0-2, fold 3 checked")
     for k, v in th.items():
         print(f"{k} = {v:.6g}")
     if a.json:

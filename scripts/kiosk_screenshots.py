@@ -34,9 +34,19 @@ from kiosk_browser import (  # noqa: E402
 
 
 def save(drv: object, path: Path) -> int:
-    png = np.frombuffer(drv.get_screenshot_as_png(), np.uint8)  # type: ignore[attr-defined]
-    img = cv2.imdecode(png, cv2.IMREAD_COLOR)
-    cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    """The screenshot as PNG; with Pillow installed, as a 256-colour palette PNG (3x smaller)."""
+    png = drv.get_screenshot_as_png()  # type: ignore[attr-defined]
+    try:
+        import io
+
+        from PIL import Image
+
+        rgb = Image.open(io.BytesIO(png)).convert("RGB")
+        img = rgb.quantize(256, dither=Image.Dither.FLOYDSTEINBERG)
+        img.save(path, optimize=True)
+    except ImportError:
+        img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+        cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return path.stat().st_size
 
 

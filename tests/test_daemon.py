@@ -116,7 +116,11 @@ def test_quality_check_asks_for_a_retake() -> None:
     assert dark.reason.startswith("too dark") and dark.highlight < cfg.min_highlight
     blown = np.clip(good.astype(int) * 3, 0, 255).astype(np.uint8)
     bright = assess_quality(blown, "BGR", cfg)
-    assert bright.reason.startswith("too bright") and bright.saturated > cfg.max_saturated
+    assert bright.reason.startswith("too bright") and bright.brightness > cfg.max_brightness
+    tinted = good.copy()
+    tinted[..., 2] = 255  # red channel blown everywhere: skin over-exposed
+    q = assess_quality(tinted, "BGR", DecisionConfig(max_saturated=1.5))
+    assert q.reason.startswith("too bright") and q.saturated == pytest.approx(2.0, abs=0.05)
     half = good.copy()
     half[:, :160] = 0
     half[:, 160:200] = 255

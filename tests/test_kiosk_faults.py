@@ -269,3 +269,24 @@ def test_inbox_record_survives_a_restart(tmp_path: Path, running: Any) -> None:
     time.sleep(0.8)
     assert sorted(_decided(d2)) == sorted([*names, "after.jpg"])
     assert d2.telemetry.get("frames_processed_total") == 1
+
+
+def test_inbox_record_keeps_odd_names_and_forgets_vanished_photos(tmp_path: Path) -> None:
+    from mpox_edge.edge.kiosk.inbox import InboxRecord, photo_key
+
+    inbox, state = tmp_path / "inbox", tmp_path / "state"
+    inbox.mkdir()
+    state.mkdir()
+    keys = []
+    for name in ("a.jpg", "evil\nname.jpg", "gone.jpg"):
+        (inbox / name).write_bytes(b"x")
+        keys.append(photo_key(inbox / name))
+    rec = InboxRecord(inbox, state)
+    for k in keys:
+        rec.done(k)
+    rec.close()
+    (inbox / "gone.jpg").unlink()
+    again = InboxRecord(inbox, state)
+    assert again.seen(keys[0]) and again.seen(keys[1]) and not again.seen(keys[2])
+    assert len(again.path.read_text().splitlines()) == 2  # compacted, one line per key
+    again.close()

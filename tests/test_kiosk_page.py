@@ -242,6 +242,19 @@ def test_1080p_layout(kiosk: Kiosk, browser: Any, inputs: dict[str, Path]) -> No
         resize(browser, *SIZES["800x480"])
 
 
+def test_camera_outage_shows_a_banner_and_recovers(kiosk: Kiosk, browser: Any) -> None:
+    # the inbox vanishing is a camera failure to the daemon; the page is told, then recovers
+    banner = "return !document.getElementById('nocam').hidden"
+    aside = kiosk.inbox.with_name("inbox-away")
+    kiosk.inbox.rename(aside)
+    try:
+        wait_for(lambda: browser.execute_script(banner), 10, "the camera banner")
+        assert EN["camera_unavailable"] in browser.find_element("id", "nocam").text
+    finally:
+        aside.rename(kiosk.inbox)
+    wait_for(lambda: not browser.execute_script(banner), 30, "the banner to go")
+
+
 def test_no_request_leaves_loopback_and_the_console_is_clean(browser: Any) -> None:
     # last in the module: everything the page did above is in the logs
     urls = network_requests(browser)

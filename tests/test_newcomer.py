@@ -200,7 +200,7 @@ def test_serve_once_prints_each_decision(tmp_path: Path) -> None:
     lines = [x for x in r.stdout.splitlines() if "\t" in x]
     names = sorted(p.name for p in (data / "Monkeypox").iterdir())
     assert [x.split("\t")[0] for x in lines] == names
-    assert all(x.split("\t")[1] in ("refer", "clear", "retake") for x in lines)
+    assert all(x.split("\t")[1] in ("refer", "clear", "retake", "unsure") for x in lines)
     assert r.stdout.strip().splitlines()[-1].startswith("2 decisions")
 
 

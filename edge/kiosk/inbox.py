@@ -13,6 +13,7 @@ duplicate, never a loss.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -28,6 +29,19 @@ def photo_key(p: Path) -> str | None:
     except OSError:
         return None
     return f"{p.name}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _quote(key: str) -> str:
+    """One line per key, whatever the name holds (a newline in a file name is legal)."""
+    return json.dumps(key, ensure_ascii=False) + "\n"
+
+
+def _unquote(line: str) -> str:
+    try:
+        v = json.loads(line)
+    except ValueError:
+        return line  # a torn or foreign line: ignored by the caller unless it looks like a key
+    return v if isinstance(v, str) else ""
 
 
 class InboxRecord:
@@ -56,7 +70,7 @@ class InboxRecord:
         except OSError as e:
             log.error("inbox record %s unreadable (%s): starting empty", self.path, e)
             lines = []
-        present = {k for k in lines if k.count("|") >= 2}
+        present = {k for k in map(_unquote, lines) if k.count("|") >= 2}
         # forget photos no longer in the inbox, so the record does not grow for ever
         names = {k.rsplit("|", 2)[0] for k in present}
         try:
@@ -73,7 +87,7 @@ class InboxRecord:
         assert self.path is not None
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text("".join(k + "\n" for k in sorted(self._done)), encoding="utf-8")
+            tmp.write_text("".join(_quote(k) for k in sorted(self._done)), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as e:
             log.error("inbox record %s: cannot compact (%s)", self.path, e)
@@ -100,9 +114,7 @@ class InboxRecord:
             self._taken.discard(key)
             if self._fd is not None:
                 self._unsaved.append(key)  # with any that a full disk kept out earlier
-                line = "".join(k.replace("\n", " ") + "\n" for k in self._unsaved).encode(
-                    "utf-8", "replace"
-                )
+                line = "".join(_quote(k) for k in self._unsaved).encode("utf-8", "replace")
                 try:
                     n = os.write(self._fd, line)
                     if n != len(line):

@@ -153,8 +153,15 @@ class Recorder:
                 self.telemetry.inc("snapshots_skipped_total")
                 log.error("snapshot %s not written: no face finder (%s)", name, self._faces.reason)
                 return
-            image, n = self._faces.apply(r.frame.image, r.frame.color_order)
-            r = dataclasses.replace(r, frame=dataclasses.replace(r.frame, image=image))
+            # the snapshot is drawn at the camera's full resolution (render_jpeg): blur that,
+            # and drop the unblurred full-size sources from the copy it is drawn from
+            f = r.frame
+            full = f.full_image()
+            image, n = self._faces.apply(full, f.color_order)
+            k = full.shape[1] / f.image.shape[1]
+            roi = tuple(int(round(v * k)) for v in r.roi) if r.roi and k != 1 else r.roi
+            frame = dataclasses.replace(f, image=image, full=None, jpeg=None)
+            r = dataclasses.replace(r, frame=frame, roi=roi)  # type: ignore[arg-type]
             ev["faces_blurred"] = n
         try:
             path = write_snapshot(

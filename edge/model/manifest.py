@@ -85,8 +85,14 @@ class Manifest:
     preprocess: Preprocess
     artifacts: list[Artifact]
     positive_class: str | None = None  # the class a screening decision refers on (mpox)
-    # p(positive) at or above which screening refers; chosen on validation data (see eval)
+    # p(positive) at or above which screening refers; chosen on validation data (see eval).
+    # Newer models add method ("pooled out-of-fold"), n and sensitivity/specificity CIs;
+    # with a temperature the threshold applies to the calibrated probability.
     screening_threshold: dict[str, Any] | None = None
+    # {value, fitted_on, n, ece_before, ece_after}: softmax(logits / value) (edge.model.trust)
+    temperature: dict[str, Any] | None = None
+    # {kind, threshold, stats_file, sha256, fitted_on, ...}: the "unsure" score (trust.py)
+    ood: dict[str, Any] | None = None
     cam: dict[str, Any] | None = None  # class-activation map support (explain)
     parity: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)

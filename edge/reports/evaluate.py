@@ -159,7 +159,7 @@ def evaluate_collection(
     thr = (man.screening_threshold or {}).get("value")
     known = arr["y"] >= 0
     rep = classification_report(
-        arr["y"][known],
+        arr["y"][known].tolist(),
         arr["probs"][known],
         clf.classes,
         positive_class=man.positive_class,

@@ -110,20 +110,25 @@ def _reliability(plt: Any, rep: dict[str, Any], arr: Any, classes: list[str], ti
         edgecolor="white",
         label="accuracy in bin",
     )
-    ax.bar(
+    ax.hlines(
+        [b["confidence"] for b in table],
         [b["lo"] for b in table],
-        [b["confidence"] - b["accuracy"] for b in table],
-        bottom=[b["accuracy"] for b in table],
-        width=w,
-        align="edge",
-        color="#DD8452",
-        alpha=0.45,
-        edgecolor="#DD8452",
-        label="gap to confidence",
+        [b["hi"] for b in table],
+        colors="#C44E52",
+        lw=2.5,
+        label="mean confidence in bin",
     )
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for b in table:
-        ax.text(b["lo"] + w / 2, 0.02, str(b["n"]), ha="center", fontsize=7, color="white")
+        dark = b["accuracy"] > 0.08  # white on the bar, black where there is none
+        ax.text(
+            b["lo"] + w / 2,
+            0.02,
+            str(b["n"]),
+            ha="center",
+            fontsize=7,
+            color="white" if dark else "black",
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (top probability)")
@@ -162,14 +167,13 @@ def _roc(plt: Any, rep: dict[str, Any], arr: Any, classes: list[str], title: str
     said = score >= thr if thr is not None else arr["probs"].argmax(axis=1) == pos
     op_t, op_f = said[is_pos].mean(), said[~is_pos].mean()
     how = f"p >= {thr:.3f}" if thr is not None else "argmax"
-    ax.plot(op_f, op_t, "o", color="#C44E52", ms=9, label=f"operating point ({how})")
-    ax.annotate(
-        f"sens {op_t:.1%}\n1-spec {op_f:.1%}",
-        (op_f, op_t),
-        textcoords="offset points",
-        xytext=(-95, -10),
-        fontsize=9,
+    ax.plot(
+        op_f,
+        op_t,
+        "o",
         color="#C44E52",
+        ms=9,
+        label=f"operating point ({how}):\nsensitivity {op_t:.1%}, false positives {op_f:.1%}",
     )
     ax.set_xlabel("false positive rate (non-mpox referred, unseen classes included)")
     ax.set_ylabel("true positive rate (mpox referred)")
