@@ -107,7 +107,7 @@ class DecisionConfig:
     # scripts/fit_quality_gate.py on real MSID + msld2-dev photos (fit on folds 0-2, checked
     # on fold 3) and synthetic blur/exposure faults (docs/eval.md); 0 / 2 / 255 switch a rule off.
     min_sharpness: float = 2.11492  # Laplacian variance; below: blurred
-    min_detail: float = 0.000262982  # fine detail along the weaker axis (see pipeline)
+    min_detail: float = 0.000262982  # fine detail along the weaker axis (see quality.py)
     min_contrast: float = 0.0  # grey-level standard deviation; below: nothing in view
     min_brightness: float = 0.0  # mean grey level; below: too dark
     min_highlight: float = 118.15  # 99th-percentile grey level; below: too dark
