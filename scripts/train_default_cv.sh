@@ -30,6 +30,10 @@ fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 datasets="${1:-$here/../shared/datasets}"
 out="${2:-$here/runs/cv}"
+if [[ ! -d "$datasets/msid" || ! -d "$datasets/msld2-dev" ]]; then
+    echo "$(basename "$0"): $datasets must hold msid/ and msld2-dev/ (see --help)" >&2
+    exit 2
+fi
 run=(nice -n 10 python3 "$here/scripts/cv_train.py" --datasets "$datasets" --dir "$out")
 mkdir -p "$out"
 python3 "$here/scripts/find_overlap.py" --msid "$datasets/msid" --msld2 "$datasets/msld2-dev" \
