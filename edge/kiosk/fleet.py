@@ -15,6 +15,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from ..cliopts import add_json, write_json
 from ..errors import UsageError
 from .mqtt import configure_client, paho_client
 
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="mpox-edge/", help="topic root (default mpox-edge/)")
     p.add_argument("--once", action="store_true", help="print one table and exit")
     p.add_argument("--wait", type=float, default=2.0, help="seconds to listen with --once")
-    p.add_argument("--json", action="store_true", help="print devices as JSON (implies --once)")
+    add_json(p, "the devices (implies --once)")
     p.add_argument("--tls", action="store_true", help="TLS to the broker")
     p.add_argument("--ca-file", default="", help="CA certificate for --tls")
     p.add_argument("--username", default="")
@@ -143,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         if args.once or args.json:
             time.sleep(args.wait)
             rows = fleet.rows()
-            print(json.dumps(rows, indent=1) if args.json else table(rows, time.time()))
+            write_json(args.json, rows)
+            if args.json != "-":
+                print(table(rows, time.time()))
             return 0
         while True:  # live: redraw once a second until Ctrl-C
             sys.stdout.write("\x1b[H\x1b[2J" + table(fleet.rows(), time.time()) + "\n")
