@@ -263,13 +263,15 @@ class Soak:
         if not self.tmpfs:
             return
         filler = self.root / "disk" / "filler"
-        with open(filler, "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * (256 * 1024))
-                    f.flush()
-            except OSError:
+        # unbuffered: a buffered file raises ENOSPC again when it is closed
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while os.write(fd, b"\0" * (256 * 1024)):
                 pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
         self.counts["disk_fills"] += 1
         for _ in range(3):  # photos arriving while the disk is full: screened once space is back
             self.drop_photo()
