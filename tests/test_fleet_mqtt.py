@@ -252,3 +252,111 @@ def test_commands_need_tls_and_authentication() -> None:
         config.from_dict({"mqtt": {"enabled": True, "commands": True}})
     with pytest.raises(ConfigError, match="commands = true needs"):
         config.from_dict({"mqtt": {"commands": True, "tls": True}})  # TLS without auth
+
+
+def _tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1, made here with cryptography."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test CA"))
+        .issuer_name(name("test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (d / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (d / "server.pem").write_bytes(cert.public_bytes(pem))
+    (d / "server.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+def test_reload_command_over_authenticated_tls(state: Path) -> None:
+    import shutil
+
+    pytest.importorskip("cryptography")
+    passwd = shutil.which("mosquitto_passwd")
+    if passwd is None:
+        pytest.skip("mosquitto_passwd is not installed (Debian package: mosquitto)")
+    d = state / "tls"
+    d.mkdir()
+    ca, cert, key = _tls_files(d)
+    subprocess.run([passwd, "-b", "-c", str(d / "users"), "door-1", "s3cret"], check=True)
+    subprocess.run([passwd, "-b", str(d / "users"), "operator", "0p"], check=True)
+    (d / "door.pass").write_text("s3cret\n")
+    extra = (
+        f"allow_anonymous false\npassword_file {d / 'users'}\ncafile {ca}\n"
+        f"certfile {cert}\nkeyfile {key}\n"
+    )
+    broker = Mosquitto(state / "broker", extra=extra).start()
+    try:
+        cfg = fleet_cfg(
+            state,
+            broker.port,
+            tls=True,
+            ca_file=str(ca),
+            username="door-1",
+            password_file=str(d / "door.pass"),
+            commands=True,
+        )
+        dmn = Daemon(
+            cfg,
+            classifier_factory=lambda c: FakeClassifier(),
+            source_factory=lambda sc: Synthetic(),
+            reload_config=lambda: cfg,
+        )
+        dmn.start()
+        t = threading.Thread(target=dmn.run, daemon=True)
+        t.start()
+        wait_until(lambda: dmn.mqtt.connected, 20, "a TLS connection")
+        op = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        op.tls_set(ca_certs=str(ca))
+        op.username_pw_set("operator", "0p")
+        op.connect("127.0.0.1", broker.port)
+        op.loop_start()
+        op.publish("mpox-edge/door-1/set/reload", b"", qos=1).wait_for_publish(10)
+        wait_until(
+            lambda: any(
+                e["event"] == "reload" and e.get("ok")
+                for e in read_events(cfg.events_path, rotated=True)
+            ),
+            20,
+            "the reload the command asked for",
+        )
+        op.loop_stop()
+        op.disconnect()
+        halt(dmn, t)
+    finally:
+        broker.stop()

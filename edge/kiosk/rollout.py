@@ -138,7 +138,7 @@ class Rollout:
         clf, version, t0 = ready
         pipe = self.d.pipeline
         assert pipe is not None
-        prev = pipe.classifier
+        prev: Any = pipe.classifier
         pipe.classifier = clf
         try:
             pipe.configure(self.d.cfg.decision, self.d.cfg.roi)

@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .store import Store
@@ -88,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             label=args.label,
         )
-        s = out["sample"]
+        s: dict[str, Any] = out["sample"]  # type: ignore[assignment]
         msg = (
             f"wrote {args.out}: version {str(out['version'])[:12]}, signed by key "
             f"{out['key_id']}, sample accuracy {s['correct']}/{s['n']}"
-        )  # type: ignore[index]
+        )
     else:
         store, classes = _store(args)
         if args.action == "install":
@@ -127,10 +128,10 @@ def run(args: argparse.Namespace) -> int:
                 )
             msg = "\n".join(rows) if vs else f"no versions installed in {store.root}"
         elif args.action == "activate":
-            v = store.activate(args.version)
-            out, msg = {"current": v}, f"current -> {v[:12]} ({HINT})"
+            cur = store.activate(args.version)
+            out, msg = {"current": cur}, f"current -> {cur[:12]} ({HINT})"
         else:
-            v = store.rollback()
-            out, msg = {"current": v}, f"rolled back: current -> {v[:12]} ({HINT})"
+            cur = store.rollback()
+            out, msg = {"current": cur}, f"rolled back: current -> {cur[:12]} ({HINT})"
     print(json.dumps(out, indent=1, default=str) if args.json else msg)
     return 0
