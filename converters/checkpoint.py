@@ -119,7 +119,7 @@ def load_checkpoint(
         stored = str(obj.get("arch", ""))
         if arch is not None and arch != stored:
             raise CheckpointError(f"{p} is a {stored!r} checkpoint, not {arch!r}")
-        sd = obj.get("state_dict")
+        sd: dict[str, Any] = obj.get("state_dict") or {}
         if not _is_state_dict(sd):
             raise CheckpointError(f"{p}: checkpoint has no usable state_dict")
         meta = {k: v for k, v in obj.items() if k != "state_dict"}

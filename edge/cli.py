@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from . import __version__
 from .errors import MissingDependencyError, MpoxEdgeError
@@ -30,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(names: Sequence[str]) -> dict[str, object]:
+def _load(names: Sequence[str]) -> dict[str, ModuleType]:
     mods = {}
     for name in names:
         modname = COMMANDS[name][0]
@@ -43,7 +44,7 @@ def _load(names: Sequence[str]) -> dict[str, object]:
     return mods
 
 
-def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The parser; with ``only``, just that command's module is imported (a device running
     ``serve`` never imports host-side code)."""
     parser = argparse.ArgumentParser(
@@ -59,7 +60,7 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
             continue
         p = sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
         if name in mods:
-            mods[name].add_arguments(p)  # type: ignore[attr-defined]
+            mods[name].add_arguments(p)
     return parser, mods
 
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(mods[args.command].run(args) or 0)  # type: ignore[attr-defined]
+        return int(mods[args.command].run(args) or 0)
     except MpoxEdgeError as e:
         print(f"mpox-edge {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

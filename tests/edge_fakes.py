@@ -19,15 +19,24 @@ CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
 
 
 class FakeClassifier:
-    """Stands in for runtime.Classifier: p(Monkeypox) follows the frame's red channel."""
+    """Stands in for model.classifier.Classifier (the daemon's ``ClassifierLike``):
+    p(Monkeypox) follows the frame's red channel. Its model names no positive class and no
+    threshold, so the pipeline's own defaults apply."""
 
     classes = CLASSES
+    description = "FakeClassifier"
+    model = SimpleNamespace(
+        path="",
+        manifest=SimpleNamespace(architecture="", positive_class=None, screening_threshold=None),
+    )
+    backend = SimpleNamespace(artifact=SimpleNamespace(sha256=""))
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.calls = 0
         self.closed = False
         self.seen_features: list[bool] = []
+        self.selection: dict[str, object] = {}
 
     def predict(
         self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False

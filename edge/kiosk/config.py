@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import sys
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -17,13 +18,13 @@ from typing import Any
 
 from ..errors import ConfigError
 
-try:
-    import tomllib  # Python >= 3.11
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
     try:
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib
     except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
+        tomllib = None
 
 DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
 
@@ -230,7 +231,7 @@ def _build(cls: type, data: dict[str, Any], where: str, errors: list[str]) -> An
             errors.append(f"{where}{key}: unknown key{hint}")
             continue
         tp = hints[key]
-        if is_dataclass(tp):
+        if isinstance(tp, type) and is_dataclass(tp):
             if not isinstance(value, dict):
                 errors.append(f"[{key}]: must be a table")
                 continue

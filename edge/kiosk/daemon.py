@@ -25,7 +25,7 @@ from ..explain.overlay import Explainer
 from . import config
 from .capture import Backoff, Capture, LatestFrame
 from .httpapi import ApiServer
-from .pipeline import Pipeline, Result
+from .pipeline import ClassifierLike, Pipeline, Result
 from .recorder import Recorder
 from .sdnotify import Notifier
 from .sources import Source, open_source
@@ -33,10 +33,10 @@ from .status import DaemonView
 from .telemetry import Telemetry
 
 log = logging.getLogger("mpox_edge.daemon")
-ClassifierFactory = Callable[[config.Config], Any]
+ClassifierFactory = Callable[[config.Config], ClassifierLike]
 
 
-def open_classifier(cfg: config.Config) -> Any:
+def open_classifier(cfg: config.Config) -> ClassifierLike:
     """The real model, through the same ``Classifier`` as bench and eval."""
     from ..model.classifier import Classifier
 
@@ -76,7 +76,7 @@ class Daemon:
         self.telemetry = Telemetry()
         self.buffer = LatestFrame()
         self.explainer = Explainer()
-        self.classifier: Any = None
+        self.classifier: ClassifierLike | None = None
         self.pipeline: Pipeline | None = None
         self.capture: Capture | None = None
         self.recorder: Recorder | None = None
@@ -175,7 +175,10 @@ class Daemon:
             self.telemetry.observe_ms(r.timings_ms)
             self.telemetry.decided(r.decision.label)
             self.recorder.decision(
-                r, self.classifier.classes, self.pipeline.positive_class, self.model_info(True)
+                r,
+                self.pipeline.classifier.classes,
+                self.pipeline.positive_class,
+                self.model_info(True),
             )
             self.latest = r
             if max_frames and self.telemetry.get("frames_processed_total") >= max_frames:
@@ -204,12 +207,11 @@ class Daemon:
         old = self.cfg
         try:
             new = self.reload_config()
-            clf = self.classifier
+            assert self.pipeline is not None
+            prev = clf = self.pipeline.classifier  # the running model (== self.classifier)
             if asdict(new.model) != asdict(old.model):
                 with self.notifier.keepalive():
                     clf = self._load_model(new)
-            assert self.pipeline is not None
-            prev = self.pipeline.classifier
             self.pipeline.classifier = clf
             try:
                 self.pipeline.configure(new.decision, new.roi)
@@ -268,14 +270,11 @@ class Daemon:
 
     def model_info(self, short: bool = False) -> dict[str, str]:
         clf = self.classifier
-        art = getattr(getattr(clf, "backend", None), "artifact", None)
-        md = getattr(clf, "model", None)
-        info = {
-            "backend": str(getattr(clf, "description", type(clf).__name__)),
-            "model_sha256": str(getattr(art, "sha256", "")),
-        }
+        if clf is None:
+            return {"backend": "", "model_sha256": ""} | ({} if short else {"model": ""})
+        info = {"backend": clf.description, "model_sha256": clf.backend.artifact.sha256}
         if not short:
-            info["model"] = str(getattr(md, "path", ""))
+            info["model"] = str(clf.model.path)
         return info
 
     def counts(self) -> dict[str, int]:

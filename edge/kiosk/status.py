@@ -39,17 +39,14 @@ class DaemonView:
         d = self.d
         cap = d.capture
         clf = d.classifier
-        md = getattr(clf, "model", None)
         return {
             "version": __version__,
             "uptime_s": round(d.telemetry.uptime(), 1),
             **d.model_info(),
-            "architecture": getattr(getattr(md, "manifest", None), "architecture", ""),
-            "classes": list(getattr(clf, "classes", [])),
+            "architecture": clf.model.manifest.architecture if clf else "",
+            "classes": list(clf.classes) if clf else [],
             "selection": {
-                k: v
-                for k, v in (getattr(clf, "selection", None) or {}).items()
-                if k != "candidates"
+                k: v for k, v in (clf.selection if clf else {}).items() if k != "candidates"
             },
             "fps": round(d.telemetry.fps(), 2),
             "camera": {
@@ -71,8 +68,7 @@ class DaemonView:
         }
 
     def _last_decision(self) -> dict[str, Any] | None:
-        d = self.d
-        r = d.latest
+        r = self.d.latest
         if r is None:
             return None
         d = r.decision

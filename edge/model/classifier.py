@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..reports.accuracy import softmax
-from .backends import Backend, load_backend
+from .backends import Backend, check_options, load_backend
 from .manifest import ModelDir
 from .preprocess import preprocess
 
@@ -46,7 +46,9 @@ class Prediction:
 class Classifier:
     """One model on one backend/device/precision."""
 
-    def __init__(self, model: ModelDir, backend: Backend, *, selection: dict | None = None) -> None:
+    def __init__(
+        self, model: ModelDir, backend: Backend, *, selection: dict[str, Any] | None = None
+    ) -> None:
         self.model = model
         self.backend = backend
         self.classes = model.manifest.classes
@@ -69,9 +71,11 @@ class Classifier:
     ) -> Classifier:
         """Open a model; ``backend='auto'`` measures the candidates (or reuses the cached pick).
 
-        ``backend_options`` reach the backend (e.g. ``spin=False``, ``trt_cache_dir=...`` for
-        ONNX Runtime); the ones a backend does not know are ignored by it.
+        ``backend_options`` may name any registered backend's options (e.g. ``spin=False``,
+        ``trt_cache_dir=...`` for ONNX Runtime); the chosen backend takes its own, and a key
+        that no backend declares is a ``UsageError`` with a did-you-mean.
         """
+        check_options(backend_options)  # a typo fails before auto measures anything
         md = ModelDir.load(model_dir or default_model_dir())
         if backend == "auto":
             from .selection import select_backend
@@ -90,18 +94,23 @@ class Classifier:
                 device=choice["device"],
                 precision=choice["precision"],
                 threads=threads,
-                **backend_options,
+                options=backend_options,
             )
             return cls(md, be, selection=choice)
         be = load_backend(
-            md, backend, device=device, precision=precision, threads=threads, **backend_options
+            md,
+            backend,
+            device=device,
+            precision=precision,
+            threads=threads,
+            options=backend_options,
         )
         return cls(md, be)
 
     @property
     def description(self) -> str:
         b = self.backend
-        return f"{b.name}/{b.device}/{b.artifact.precision}"  # type: ignore[attr-defined]
+        return f"{b.name}/{b.device}/{b.artifact.precision}"
 
     def predict(
         self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False

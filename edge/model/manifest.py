@@ -125,7 +125,7 @@ class Manifest:
             classes = [str(c) for c in d["classes"]]
             if len(classes) < 2:
                 raise ManifestError("manifest needs at least two classes")
-            known = {f.name for f in cls.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+            known = {f.name for f in cls.__dataclass_fields__.values()}
             rest = {
                 k: v
                 for k, v in d.items()

@@ -137,7 +137,7 @@ def time_candidates(
                 device=c["device"],
                 precision=c["precision"],
                 threads=threads,
-                **(backend_options or {}),
+                options=backend_options,
             )
             for _ in range(warmup):
                 loaded[i].infer(x)

@@ -7,19 +7,27 @@ accuracy the manifest records; we always set it for fp32.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from . import Probe, default_threads
+from .base import BackendOptions, Probe, default_threads
+
+
+@dataclass(frozen=True)
+class OpenVINOOptions(BackendOptions):
+    """OpenVINO takes no caller options: the latency hint and f32 precision are fixed."""
 
 
 class OpenVINOBackend:
-    name = "openvino"
-    distributions = ("openvino",)
+    name: ClassVar[str] = "openvino"
+    distributions: ClassVar[tuple[str, ...]] = ("openvino",)
+    Options: ClassVar[type[BackendOptions]] = OpenVINOOptions
 
     @classmethod
     def formats(cls) -> tuple[str, ...]:
@@ -47,10 +55,11 @@ class OpenVINOBackend:
         *,
         device: str = "cpu",
         threads: int | None = None,
-        **_: Any,
+        options: Mapping[str, object] | None = None,
     ) -> None:
         import openvino as ov
 
+        self.options = OpenVINOOptions.from_mapping(options or {}, backend=self.name)
         self.device = device.lower()
         self.threads = threads or default_threads()
         self.artifact = artifact
@@ -65,8 +74,8 @@ class OpenVINOBackend:
         size = model.manifest.preprocess.input_size
         # Batch 1 is what a camera pipeline runs: compile it static (the CPU plugin picks
         # better kernels for static shapes); other batch sizes get a dynamic twin on demand.
-        self.compiled = self._compile(static_shape=[1, 3, size, size])
-        self.request = self.compiled.create_infer_request()
+        self.compiled: Any = self._compile(static_shape=[1, 3, size, size])
+        self.request: Any = self.compiled.create_infer_request()
         self._dynamic: Any = None
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
@@ -94,5 +103,4 @@ class OpenVINOBackend:
         return {n: np.array(res[o]) for n, o in zip(self.output_names, outs, strict=True)}
 
     def close(self) -> None:
-        self.request = self._dynamic = None  # type: ignore[assignment]
-        self.compiled = None  # type: ignore[assignment]
+        self.request = self._dynamic = self.compiled = None
