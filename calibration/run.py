@@ -206,12 +206,7 @@ def _calibrate_backend(run: _Run, bq: BackendQuantizer, work: Path) -> BackendRe
             backend,
             False,
             best.reason,
-            variant=best.variant,
-            fp32_accuracy=best.fp32_accuracy,
-            int8_accuracy=best.int8_accuracy,
-            agreement=best.agreement,
-            drop=best.drop,
-            excluded=best.excluded,
+            **_measured(best),
             variants=variants,
             previous=f"an older int8 artifact {old.path} (drop "
             f"{old.int8.accuracy_drop if old.int8 else None}) was left in place"
@@ -250,12 +245,7 @@ def _calibrate_backend(run: _Run, bq: BackendQuantizer, work: Path) -> BackendRe
         True,
         "drop within the guard",
         artifact=bq.int8_path,
-        variant=chosen.variant,
-        fp32_accuracy=chosen.fp32_accuracy,
-        int8_accuracy=chosen.int8_accuracy,
-        agreement=chosen.agreement,
-        drop=chosen.drop,
-        excluded=chosen.excluded,
+        **_measured(chosen),
         fp32_ms=ms["fp32"],
         int8_ms=ms[chosen.variant],
         fp32_bytes=fp32_art.size_bytes,
@@ -263,6 +253,18 @@ def _calibrate_backend(run: _Run, bq: BackendQuantizer, work: Path) -> BackendRe
         variants=variants,
         test=test_rec,
     )
+
+
+def _measured(r: GuardResult) -> dict[str, Any]:
+    """The guard's figures a BackendResult reports for the candidate it names."""
+    return {
+        "variant": r.variant,
+        "fp32_accuracy": r.fp32_accuracy,
+        "int8_accuracy": r.int8_accuracy,
+        "agreement": r.agreement,
+        "drop": r.drop,
+        "excluded": r.excluded,
+    }
 
 
 def _variant(r: GuardResult) -> dict[str, Any]:

@@ -8,20 +8,14 @@ same stages) as the device's backends. torch is imported when a reference is ope
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from mpox_edge.edge.errors import UsageError
-from mpox_edge.edge.model.backends import BackendOptions, Probe
+from mpox_edge.edge.model.backends import BackendOptions, NoOptions, Probe
 from mpox_edge.edge.model.classifier import Classifier
 from mpox_edge.edge.model.manifest import Artifact, ModelDir, sha256_file
-
-
-@dataclass(frozen=True)
-class TorchOptions(BackendOptions):
-    """The reference takes no options."""
 
 
 class TorchBackend:
@@ -29,7 +23,7 @@ class TorchBackend:
 
     name: ClassVar[str] = "torch"
     distributions: ClassVar[tuple[str, ...]] = ("torch",)
-    Options: ClassVar[type[BackendOptions]] = TorchOptions
+    Options: ClassVar[type[BackendOptions]] = NoOptions
 
     @classmethod
     def probe(cls) -> Probe:
@@ -58,7 +52,7 @@ class TorchBackend:
 
         from .checkpoint import build_from_checkpoint
 
-        TorchOptions.from_mapping(options or {}, backend=self.name)
+        NoOptions.from_mapping(options or {}, backend=self.name)
         self.device, self.artifact = device, artifact
         self.threads = threads or default_threads()
         self.output_names = ["logits"]

@@ -15,12 +15,13 @@ from collections.abc import Iterator, Mapping
 from ...errors import BackendUnavailableError, UsageError
 from ...system import release_free_memory
 from ..manifest import Artifact, ModelDir
-from .base import Backend, BackendOptions, Probe, default_threads
+from .base import Backend, BackendOptions, NoOptions, Probe, default_threads
 
 __all__ = [
     "REGISTRY",
     "Backend",
     "BackendOptions",
+    "NoOptions",
     "Probe",
     "backend_class",
     "check_options",

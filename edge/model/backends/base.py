@@ -65,6 +65,11 @@ class BackendOptions:
         return cls(**checked)
 
 
+@dataclass(frozen=True)
+class NoOptions(BackendOptions):
+    """A backend that takes no caller options (any key is refused)."""
+
+
 def _type_ok(value: object, tp: Any) -> bool:
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         return any(_type_ok(value, t) for t in typing.get_args(tp))

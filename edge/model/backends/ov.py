@@ -8,7 +8,6 @@ accuracy the manifest records; we always set it for fp32.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,18 +15,14 @@ import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from .base import BackendOptions, Probe, default_threads
-
-
-@dataclass(frozen=True)
-class OpenVINOOptions(BackendOptions):
-    """OpenVINO takes no caller options: the latency hint and f32 precision are fixed."""
+from .base import BackendOptions, NoOptions, Probe, default_threads
 
 
 class OpenVINOBackend:
     name: ClassVar[str] = "openvino"
     distributions: ClassVar[tuple[str, ...]] = ("openvino",)
-    Options: ClassVar[type[BackendOptions]] = OpenVINOOptions
+    # no caller options: the latency hint and f32 precision are fixed (see the docstring)
+    Options: ClassVar[type[BackendOptions]] = NoOptions
 
     @classmethod
     def formats(cls) -> tuple[str, ...]:
@@ -59,7 +54,7 @@ class OpenVINOBackend:
     ) -> None:
         import openvino as ov
 
-        self.options = OpenVINOOptions.from_mapping(options or {}, backend=self.name)
+        self.options = NoOptions.from_mapping(options or {}, backend=self.name)
         self.device = device.lower()
         self.threads = threads or default_threads()
         self.artifact = artifact
