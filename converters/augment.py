@@ -65,7 +65,7 @@ def _affine(h: int, w: int, out: int, cfg: AugmentConfig, rng: np.random.Generat
 
 def _color(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast, saturation and hue jitter (one float pass, one HSV pass)."""
-    x = img.astype(np.float32)
+    x: np.ndarray = img.astype(np.float32)
     b = rng.uniform(-cfg.brightness, cfg.brightness) * 255.0
     k = rng.uniform(1 - cfg.contrast, 1 + cfg.contrast)
     mu = float(x.mean())
@@ -98,7 +98,7 @@ def augment(
         raise ValueError(f"expected an HxWx3 uint8 image, got {img.shape} {img.dtype}")
     h, w = img.shape[:2]
     m = _affine(h, w, out_size, cfg, rng)
-    x = cv2.warpAffine(
+    x: np.ndarray = cv2.warpAffine(
         img, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
     )
     if rng.random() < cfg.color_p:

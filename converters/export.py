@@ -10,13 +10,13 @@ failed export never leaves half a model behind.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from mpox_edge.edge.cliopts import add_json, comma_list, write_json
 from mpox_edge.edge.errors import UsageError
 from mpox_edge.edge.model.manifest import Manifest, ModelDir, Preprocess
 
@@ -28,9 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="trained checkpoint (.pt) or bare state_dict")
     p.add_argument("--arch", help="zoo architecture (read from the checkpoint when it has one)")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--to", default="onnx,openvino", help="comma list of: onnx, openvino")
+    p.add_argument(
+        "--to",
+        type=comma_list(choices=("onnx", "openvino"), what="targets"),
+        default=["onnx", "openvino"],
+        help="comma list of: onnx, openvino",
+    )
     p.add_argument(
         "--classes",
+        type=comma_list(what="class names"),
         help="comma list of class names in output order "
         "(default: from the checkpoint, else the MSID four)",
     )
@@ -42,15 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parity-images", type=int, default=16, help="images for the parity check")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |logit difference|")
     p.add_argument("--force", action="store_true", help="replace an existing model directory")
-    p.add_argument("--json", help="write the export summary as JSON here")
+    add_json(p, "the export summary")
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = [t.strip() for t in args.to.split(",") if t.strip()]
-    bad = [t for t in targets if t not in ("onnx", "openvino")]
-    if bad or not targets:
-        raise UsageError(f"--to takes onnx and/or openvino, not {args.to!r}")
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    targets = list(args.to)
+    classes = list(args.classes) if args.classes else None
     summary = export_checkpoint(
         args.checkpoint,
         arch=args.arch,
@@ -64,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         progress=sys.stderr.isatty(),
     )
-    for line in format_summary(summary):
-        print(line)
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, summary)
+    if args.json != "-":
+        for line in format_summary(summary):
+            print(line)
     return 0
 
 

@@ -56,6 +56,7 @@ class TorchBackend:
         self.device, self.artifact = device, artifact
         self.threads = threads or default_threads()
         self.output_names = ["logits"]
+        self.input_shape: list[Any] | None = None  # eager: any input size
         torch.set_num_threads(self.threads)
         net, _ = build_from_checkpoint(str(path), arch=model.manifest.architecture)
         self._net: Any = net.eval()

@@ -12,13 +12,13 @@ validate on the ``--test-fold``, so no number it prints has seen test data.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mpox_edge.edge.cliopts import add_json, comma_list, ints, write_json
 from mpox_edge.edge.errors import UsageError
 
 from .trainconfig import DEFAULT_CLASSES, TrainConfig
@@ -26,20 +26,13 @@ from .traindata import resolve_splits
 from .trainloop import fit
 
 
-def _ints(s: str) -> list[int]:
-    try:
-        return [int(v) for v in s.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated folds, not {s!r}") from None
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="ImageFolder-style directory (one sub-folder per class)")
     p.add_argument("--arch", required=True, help="zoo architecture (see `mpox-edge zoo`)")
     p.add_argument("--out", required=True, help="checkpoint to write (best validation epoch)")
     p.add_argument("--splits", help="path,label,group,fold CSV (default: a grouped split)")
-    p.add_argument("--train-folds", type=_ints, default=[0, 1, 2], help="default 0,1,2")
-    p.add_argument("--val-folds", type=_ints, default=[3], help="default 3")
+    p.add_argument("--train-folds", type=ints, default=[0, 1, 2], help="default 0,1,2")
+    p.add_argument("--val-folds", type=ints, default=[3], help="default 3")
     p.add_argument("--test-fold", type=int, default=4, help="never used; -1: none (default 4)")
     p.add_argument("--folds", type=int, help="K-fold cross-validation over folds 0..K-1")
     p.add_argument("--epochs", type=int, default=100)
@@ -57,15 +50,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-alpha", type=float, default=0.5)
     p.add_argument("--distill-temp", type=float, default=4.0)
     p.add_argument("--input-size", type=int, help="override the zoo's input size")
-    p.add_argument("--classes", help="comma-separated output classes (default: the MSID four)")
+    p.add_argument(
+        "--classes",
+        type=comma_list(what="class names"),
+        help="comma-separated output classes (default: the MSID four)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (0 or 1 here)")
-    p.add_argument("--json", help="write the result as JSON")
+    add_json(p, "the result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else DEFAULT_CLASSES
+    classes = list(args.classes) if args.classes else DEFAULT_CLASSES
     cfg = TrainConfig(
         data=str(args.data),
         arch=args.arch,
@@ -118,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
         # fit() already printed where its best checkpoint is; nothing half-written remains.
         print("mpox-edge train: interrupted", file=sys.stderr)
         return 130
-    for line in summary_lines(result):
-        print(line)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json(args.json, result)
+    if args.json != "-":
+        for line in summary_lines(result):
+            print(line)
     return 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from . import __version__
+from .cliopts import HelpFormatter
 from .errors import MissingDependencyError, MpoxEdgeError
 
 # name -> (module, one-line help). Host-only commands need the [convert] extra.
@@ -58,7 +59,12 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
     for name in COMMANDS:
         if name not in mods and only is None:
             continue
-        p = sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
+        p = sub.add_parser(
+            name,
+            help=COMMANDS[name][1],
+            description=COMMANDS[name][1],
+            formatter_class=HelpFormatter,
+        )
         if name in mods:
             mods[name].add_arguments(p)
     return parser, mods

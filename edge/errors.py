@@ -63,3 +63,12 @@ class ConfigError(MpoxEdgeError):
 
 class MissingDependencyError(MpoxEdgeError):
     """A host-only extra (torch, onnx, nncf...) is needed but not installed."""
+
+
+def shown(name: object) -> str:
+    """A file name fit for a one-line message: control characters (a newline in a name
+    would split the line and forge a second one) are escaped as Python would write them."""
+    s = str(name)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)

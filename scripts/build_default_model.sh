@@ -13,7 +13,19 @@
 # 4. the checkpoint is kept in models/ (git) for `bench --against torch` and Grad-CAM checks.
 # Fold 4 is never used for a choice.
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+    exit 0
+fi
+if [[ "${1:-}" == -* ]]; then
+    echo "$(basename "$0"): unknown option $1 (try --help)" >&2
+    exit 2
+fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ $# -lt 1 || ! -f "$1" ]]; then
+    echo "$(basename "$0"): ${1:-CHECKPOINT}: no such checkpoint file (usage: see --help)" >&2
+    exit 2
+fi
 ckpt="$1"
 msid="${2:-$here/../shared/datasets/msid}"
 out="$here/edge/data/default_model"

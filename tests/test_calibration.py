@@ -197,7 +197,7 @@ def test_allow_synthetic_is_recorded(model_dir: Path, tmp_path: Path) -> None:
     assert any("synthetic" in w for w in rep.warnings)
 
 
-def test_usage_errors(model_dir: Path, tmp_path: Path) -> None:
+def test_usage_errors(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _folder(tmp_path / "d", dict.fromkeys(CLASSES, 12))
     with pytest.raises(UsageError, match="also calibration images"):
         calibrate(model_dir, data=data, val_data=data)
@@ -205,8 +205,9 @@ def test_usage_errors(model_dir: Path, tmp_path: Path) -> None:
         calibrate(model_dir, data=data, method="kl")
     with pytest.raises(UsageError, match="unknown backend"):
         calibrate(model_dir, data=data, backends=["tensorflow"])
+    capsys.readouterr()
     rc = cli_main(["calibrate", str(model_dir), "--data", str(tmp_path / "nope")])
-    assert rc == 2
+    assert rc == 2 and "nope" in capsys.readouterr().err  # the message names the folder
 
 
 def test_synthetic_heuristic_and_helpers() -> None:

@@ -89,11 +89,11 @@ def test_preprocess_colour_order_is_honoured() -> None:
 
 
 def test_preprocess_rejects_bad_frames() -> None:
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"HxWx3 uint8.*\(10, 10\)"):
         preprocess(np.zeros((10, 10), np.uint8), SPEC)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="float32"):
         preprocess(np.zeros((10, 10, 3), np.float32), SPEC)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="no frames"):
         preprocess_batch([], SPEC)
 
 
@@ -123,13 +123,13 @@ def test_manifest_round_trip_and_tamper_detection(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["{not json", "[]", json.dumps({"classes": ["a", "b"]})])
 def test_bad_manifest_is_one_clear_error(tmp_path: Path, text: str) -> None:
     (tmp_path / "manifest.json").write_text(text)
-    with pytest.raises(ManifestError):
+    with pytest.raises(ManifestError, match="manifest.json"):
         ModelDir.load(tmp_path)
 
 
 def test_artifact_path_cannot_escape(tmp_path: Path) -> None:
     md = _model_dir(tmp_path)
-    with pytest.raises(ManifestError):
+    with pytest.raises(ManifestError, match="passwd"):
         md.file("../../etc/passwd")
 
 
@@ -137,19 +137,19 @@ def test_artifact_path_cannot_escape(tmp_path: Path) -> None:
 def test_decode_handles_odd_images(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     cases = {
-        "gray.png": rng.integers(0, 256, (20, 30), dtype=np.uint8),
-        "rgba.png": rng.integers(0, 256, (20, 30, 4), dtype=np.uint8),
-        "deep.png": rng.integers(0, 65535, (20, 30, 3), dtype=np.uint16),
-        "ok.jpg": rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+        "gray.png": rng.integers(0, 256, (40, 60), dtype=np.uint8),
+        "rgba.png": rng.integers(0, 256, (40, 60, 4), dtype=np.uint8),
+        "deep.png": rng.integers(0, 65535, (40, 60, 3), dtype=np.uint16),
+        "ok.jpg": rng.integers(0, 256, (40, 60, 3), dtype=np.uint8),
     }
     for name, arr in cases.items():
         cv2.imwrite(str(tmp_path / name), arr)
         img = dataset.read_image(tmp_path / name)
-        assert img.shape == (20, 30, 3) and img.dtype == np.uint8, name
+        assert img.shape == (40, 60, 3) and img.dtype == np.uint8, name
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "junk.png").write_bytes(b"\x89PNG garbage")
     for bad in ("empty.png", "junk.png", "absent.png"):
-        with pytest.raises(DataError):
+        with pytest.raises(DataError, match=bad):  # the message names the file
             dataset.read_image(tmp_path / bad)
 
 
@@ -157,7 +157,7 @@ def test_scan_folder_counts_what_it_skips(tmp_path: Path) -> None:
     classes = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
     for folder in ("MPOX", "healthy", "Measles", "Tattoo"):
         (tmp_path / folder).mkdir()
-        cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((32, 32, 3), np.uint8))
     (tmp_path / "MPOX" / "broken.jpg").write_bytes(b"")
     (tmp_path / "MPOX" / "notes.txt").write_text("x")
     s = dataset.scan_folder(tmp_path, classes)
@@ -166,7 +166,7 @@ def test_scan_folder_counts_what_it_skips(tmp_path: Path) -> None:
     got = [(p.name, img is None) for p, _, img, _ in s.iter_images()]
     assert ("broken.jpg", True) in got
     assert len(s.skipped) == 2  # notes.txt (suffix) + broken.jpg (decode)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="Tattoo holds no images"):
         dataset.scan_folder(tmp_path / "Tattoo", classes)
 
 

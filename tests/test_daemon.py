@@ -252,7 +252,7 @@ def test_http_endpoints(tmp_path: Path, running: Any) -> None:
     text = body.decode()
     assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
     for needle in (
-        'mpox_edge_stage_latency_seconds_bucket{stage="inference",le="+Inf"}',
+        'mpox_edge_stage_latency_seconds_bucket{le="+Inf",stage="inference"}',  # library order
         'mpox_edge_stage_latency_seconds_count{stage="end_to_end"}',
         "mpox_edge_frames_captured_total ",
         "mpox_edge_frames_dropped_total ",

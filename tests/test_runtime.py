@@ -61,7 +61,7 @@ def test_backends_agree_and_unavailable_is_an_error(tiny_model_dir: Path) -> Non
     assert set(a) >= {"logits"} and np.abs(a["logits"] - b["logits"]).max() < 1e-4
     with pytest.raises(BackendUnavailableError, match="no device"):
         load_backend(md, "onnxruntime", device="tensorrt-nope")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="unknown backend 'tflite'"):
         load_backend(md, "tflite")
     with pytest.raises(BackendUnavailableError, match="int8"):
         load_backend(md, "onnxruntime", precision="int8")
@@ -242,6 +242,8 @@ def test_bench_bad_model_is_one_line(
     )
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    named = {"tamper": "sha256", "manifest": "manifest.json", "missing": "model.onnx"}[damage]
+    assert named in r.stderr, r.stderr
 
 
 def test_eval_compare_and_bad_args(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
@@ -261,5 +263,7 @@ def test_eval_compare_and_bad_args(tiny_model_dir: Path, image_dir: Path, tmp_pa
     assert res[0]["n_skipped"] == 1
     r = _cli("eval", str(tiny_model_dir), "--data", str(tmp_path / "nope"))
     assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "nope" in r.stderr and "does not exist" in r.stderr
     r = _cli("bench", "--model", str(tiny_model_dir), "--frame-size", "huge")
     assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--frame-size" in r.stderr and "huge" in r.stderr

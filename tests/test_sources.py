@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -63,7 +64,7 @@ def test_uris_pick_the_right_source(tmp_path: Path, video: Path) -> None:
         "usb://0?colour=red",
         "usb://0?width=wide",
     ):
-        with pytest.raises(SourceError):
+        with pytest.raises(SourceError, match=re.escape(bad)):  # the message names the URI
             open_source(bad)
 
 

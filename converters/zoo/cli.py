@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from mpox_edge.edge.cliopts import add_json, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "the table")
     p.add_argument("--names", action="store_true", help="print only the names (no torch needed)")
 
 
@@ -35,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
                 "description": e.description,
             }
         )
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    write_json(args.json, rows)
+    if args.json == "-":
         return 0
     print(
         f"{'model':<22}{'params':>9}{'MFLOPs':>10}{'input':>7}  {'paper':>7}  "

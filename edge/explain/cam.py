@@ -11,7 +11,6 @@ inference is one small matrix product and a resize.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from weakref import WeakKeyDictionary
 import cv2
 import numpy as np
 
+from ..cliopts import REFERENCE_BACKEND, add_backend, add_json, write_json
 from ..errors import IntegrityError, ModelError, UsageError
 from ..model.dataset import read_image
 from ..model.manifest import ModelDir, sha256_file
@@ -121,12 +121,18 @@ def annotate(classifier: Any, prediction: Any, image: np.ndarray, *, alpha: floa
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="image file to explain")
     p.add_argument("--model", help="model directory (default: the shipped model)")
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime or openvino")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    add_backend(p, default=REFERENCE_BACKEND)
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "int8"], help="with a named backend"
+    )
     p.add_argument("--class", dest="cls", help="explain this class (default: the predicted one)")
     p.add_argument("--alpha", type=float, default=0.45, help="heatmap opacity, 0..1")
-    p.add_argument("--out", help="overlay PNG to write (default: IMAGE.cam.png beside the image)")
-    p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    p.add_argument(
+        "--out",
+        help="overlay PNG to write (default: NAME.cam.png in the current directory, never "
+        "beside the image: a data set stays as it was)",
+    )
+    add_json(p, "the prediction")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError("--alpha must be between 0 and 1")
+    out = Path(args.out) if args.out else Path(Path(args.image).stem + ".cam.png")
+    if args.out and not out.parent.is_dir():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
     frame = read_image(args.image)
     clf = Classifier.open(args.model, backend=args.backend, precision=args.precision)
     try:
@@ -148,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
     target = clf.classes.index(args.cls) if args.cls else pred.index
     heat = head.heatmap(pred.features, target)
     box = crop_box(frame.shape, clf.spec.input_size, clf.spec.resize)
-    out = Path(args.out) if args.out else Path(args.image).with_suffix(".cam.png")
     img = overlay(frame, heat, alpha=args.alpha, box=box)
     if not cv2.imwrite(str(out), img):
         raise UsageError(f"could not write {out}")
@@ -159,9 +167,8 @@ def run(args: argparse.Namespace) -> int:
         "probabilities": dict(zip(clf.classes, map(float, pred.probs), strict=True)),
         "overlay": str(out),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
+    write_json(args.json, result)
+    if args.json != "-":
         probs = "  ".join(f"{c} {p:.3f}" for c, p in result["probabilities"].items())
         print(f"{pred.label} ({pred.confidence:.1%})  {probs}", file=sys.stdout)
         print(f"heatmap for {clf.classes[target]} -> {out}")

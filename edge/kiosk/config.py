@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import socket
 import sys
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..model.selection import default_state_dir
+from .fleetconfig import ModelsConfig, MqttConfig  # noqa: F401 - sections of Config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,14 +30,6 @@ else:  # pragma: no cover - Python 3.10
         tomllib = None
 
 DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
-
-
-def default_state_dir() -> str:
-    """systemd's StateDirectory= when run as the service, else a per-user directory."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return os.environ["STATE_DIRECTORY"].split(":")[0]
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "mpox-edge")
 
 
 @dataclass
@@ -140,6 +135,7 @@ class EventsConfig:
     snapshot_dir: str = ""  # empty: <state_dir>/snapshots
     snapshot_labels: list[str] = field(default_factory=lambda: ["refer"])
     max_snapshots: int = 500
+    blur_faces: bool = True  # snapshots: faces found by the Haar face finder are blurred
 
     def check(self) -> list[str]:
         e = []
@@ -171,6 +167,42 @@ class HttpConfig:
         return e
 
 
+WEB_DIR = Path(__file__).resolve().parent / "web"
+
+
+def ui_languages() -> list[str]:
+    """The languages the kiosk page ships: one edge/kiosk/web/i18n/<code>.json each."""
+    return sorted(p.stem for p in (WEB_DIR / "i18n").glob("*.json"))
+
+
+@dataclass
+class UiConfig:
+    """The kiosk page (``GET /``, edge/kiosk/webui.py) on the HTTP server."""
+
+    enabled: bool = True
+    language: str = "en"  # default; ?lang= on the page's address overrides it
+    stream: bool = True  # /stream.mjpg: encoded only while a browser watches
+    stream_width: int = 640  # frames are scaled down to this width for the live view
+    stream_fps: float = 30.0  # at most this many live-view frames a second per browser
+    stream_quality: int = 70  # JPEG quality of the live view
+    heatmap: bool = True  # offer the heatmap toggle on refer/unsure (needs explain = true)
+
+    def check(self) -> list[str]:
+        e = []
+        langs = ui_languages()
+        if self.language not in langs:
+            close = difflib.get_close_matches(self.language, langs, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            e.append(f"language {self.language!r} is not shipped: one of {', '.join(langs)}{hint}")
+        if not 64 <= self.stream_width <= 3840:
+            e.append(f"stream_width must be 64..3840 pixels, not {self.stream_width}")
+        if not 0 < self.stream_fps <= 120:
+            e.append(f"stream_fps must be in (0, 120], not {self.stream_fps}")
+        if not 10 <= self.stream_quality <= 95:
+            e.append(f"stream_quality must be 10..95, not {self.stream_quality}")
+        return e
+
+
 @dataclass
 class Config:
     state_dir: str = field(default_factory=default_state_dir)
@@ -181,6 +213,9 @@ class Config:
     roi: RoiConfig = field(default_factory=RoiConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     origin: str = field(default="<defaults>", compare=False)  # not a TOML key
 
     @property
@@ -190,6 +225,18 @@ class Config:
     @property
     def snapshot_dir(self) -> Path:
         return Path(self.events.snapshot_dir or Path(self.state_dir) / "snapshots")
+
+    @property
+    def device_id(self) -> str:
+        return self.mqtt.device_id or socket.gethostname().split(".")[0] or "kiosk"
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.mqtt.topic_prefix or f"mpox-edge/{self.device_id}/"
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.state_dir) / "models"
 
 
 def is_loopback(host: str) -> bool:

@@ -31,6 +31,7 @@ from .sdnotify import Notifier
 from .sources import Source, open_source
 from .status import DaemonView
 from .telemetry import Telemetry
+from .webui import WebUI
 
 log = logging.getLogger("mpox_edge.daemon")
 ClassifierFactory = Callable[[config.Config], ClassifierLike]
@@ -39,6 +40,7 @@ ClassifierFactory = Callable[[config.Config], ClassifierLike]
 def open_classifier(cfg: config.Config) -> ClassifierLike:
     """The real model, through the same ``Classifier`` as bench and eval."""
     from ..model.classifier import Classifier
+    from ..model.selection import cache_dir_default
 
     m = cfg.model
     return Classifier.open(
@@ -47,7 +49,7 @@ def open_classifier(cfg: config.Config) -> ClassifierLike:
         device=m.device,
         precision=m.precision,
         threads=m.threads or None,
-        cache_dir=cfg.state_dir,
+        cache_dir=cache_dir_default(cfg.state_dir),  # the cache bench uses too
         log=log.info,
         # the capture thread shares the cores: ONNX Runtime must not spin-wait between frames;
         # a TensorRT engine cache must live in the writable state directory (ProtectSystem)
@@ -82,6 +84,8 @@ class Daemon:
         self.recorder: Recorder | None = None
         self.http: ApiServer | None = None
         self.latest: Result | None = None
+        self.on_result: Callable[[Result], None] | None = None  # serve --once prints each
+        self.webui = WebUI(self)  # the kiosk page; outlives HTTP restarts on reload
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.heartbeat = time.monotonic()
@@ -124,7 +128,9 @@ class Daemon:
         if cfg.http.enabled:
             try:
                 view = DaemonView(self)
-                self.http = ApiServer(view, cfg.http.host, cfg.http.port, cfg.http.token).start()
+                self.http = ApiServer(
+                    view, cfg.http.host, cfg.http.port, cfg.http.token, routes=self.webui
+                ).start()
             except OSError as e:
                 raise config.ConfigError(
                     f"[http] cannot listen on {cfg.http.host}:{cfg.http.port}: {e.strerror or e}"
@@ -181,6 +187,9 @@ class Daemon:
                 self.model_info(True),
             )
             self.latest = r
+            if self.on_result is not None:
+                self.on_result(r)
+            self.webui.publish(r)
             if max_frames and self.telemetry.get("frames_processed_total") >= max_frames:
                 break
         return 0
@@ -190,6 +199,7 @@ class Daemon:
         self.notifier.stopping()
         if self.capture:
             self.capture.stop(timeout=0.5)
+        self.webui.close()
         if self.http:
             self.http.close()
         if self.recorder:

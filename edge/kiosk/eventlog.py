@@ -55,6 +55,7 @@ class EventLog:
         self._fd: int | None = None
         self._size = 0
         self._open()
+        self.seq = last_seq(self.path)  # every event gets the next number: its id on MQTT
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,11 +69,16 @@ class EventLog:
         self._fd, self._size = fd, size
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Write one event durably and return it (with ``ts``); OSError (disk full...) raises."""
-        if "ts" not in event:
-            event = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **event}
-        line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
+        """Write one event durably and return it (with ``seq``, ``ts``); OSError raises.
+
+        ``seq`` grows by one per event across rotations and restarts (a failed write does
+        not use up a number), so a consumer can order and de-duplicate what it receives.
+        """
         with self._lock:
+            ts = event.get("ts") or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            rest = {k: v for k, v in event.items() if k not in ("ts", "seq")}
+            event = {"ts": ts, "seq": self.seq + 1, **rest}
+            line = (json.dumps(event, separators=(",", ":"), default=str) + "\n").encode()
             if self._fd is None:
                 self._open()
             if self._size and self._size + len(line) > self.max_bytes:
@@ -84,6 +90,7 @@ class EventLog:
             if self.fsync:
                 os.fsync(self._fd)
             self._size += len(line)
+            self.seq = event["seq"]
         return event
 
     def _rotate(self) -> None:
@@ -143,6 +150,27 @@ def read_events(
                 continue
             if isinstance(ev, dict):
                 yield ev
+
+
+def last_seq(path: str | os.PathLike[str]) -> int:
+    """The highest ``seq`` at the end of the log (or of its newest rotated file), else 0."""
+    p = Path(path)
+    for f in (p, p.with_name(p.name + ".1")):
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 65536))
+                tail = fh.read()
+        except OSError:
+            continue
+        for raw in reversed(tail.split(b"\n")):
+            try:
+                ev = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(ev, dict) and isinstance(ev.get("seq"), int):
+                return int(ev["seq"])
+    return 0
 
 
 def _suffix_num(f: Path, base: Path) -> int:

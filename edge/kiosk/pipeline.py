@@ -76,6 +76,21 @@ class Decision:
     window: int  # frames averaged
     reason: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON form (event log, /status, ``serve --once``); NaN becomes null."""
+        return {
+            "decision": self.label,
+            "reason": self.reason,
+            "p_positive": _finite(self.p_positive),
+            "top_class": self.top_class,
+            "top_prob": _finite(self.top_prob),
+            "window": self.window,
+        }
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 5)
+
 
 @dataclass
 class Result:

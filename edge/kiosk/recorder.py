@@ -80,13 +80,8 @@ class Recorder:
         q = r.quality
         ev: dict[str, Any] = {
             "event": "decision",
-            "decision": d.label,
-            "reason": d.reason,
-            "p_positive": clean(d.p_positive),
+            **d.to_dict(),
             "positive_class": positive_class,
-            "top_class": d.top_class,
-            "top_prob": clean(d.top_prob),
-            "window": d.window,
             "source": self.cfg.source.uri,
             "frame": r.frame.seq,
             "quality": {

@@ -15,9 +15,11 @@ import sys
 from types import FrameType
 from typing import Any
 
+from ..cliopts import add_backend
 from ..errors import ConfigError, SourceError
 from . import config
 from .daemon import Daemon
+from .pipeline import Result
 from .sources import open_source
 
 log = logging.getLogger("mpox_edge.serve")
@@ -35,14 +37,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--loop", action="store_true", help="start a file:// source over at its end")
     p.add_argument("--model", help="model directory (overrides [model] dir)")
-    p.add_argument("--backend", help="auto, onnxruntime or openvino (overrides [model] backend)")
+    add_backend(p, default=None, help="overrides [model] backend (whose default is auto)")
     p.add_argument("--host", help="HTTP bind address (overrides [http] host)")
     p.add_argument("--port", type=int, help="HTTP port, 0 for any free one (overrides [http] port)")
     p.add_argument("--state-dir", help="event log and selection cache (overrides state_dir)")
     p.add_argument(
         "--once",
         action="store_true",
-        help="exit when a file or dir source ends instead of waiting or retrying",
+        help="batch run: check that the file or dir:// folder opens (exit 2 if not), print "
+        "one line per decision, exit at its end instead of waiting or retrying. dir:// reads "
+        "the photos in that one folder, not in sub-folders",
     )
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
 
@@ -102,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
             f"model {cfg.model.dir or 'default'}, backend {cfg.model.backend})"
         )
         return 0
+    if args.once:
+        check_finite_source(cfg)
     daemon = Daemon(cfg, reload_config=lambda: load_config(args.config, overrides), once=args.once)
+    tally: dict[str, int] = {}
+    if args.once:
+        daemon.on_result = lambda r: print_decision(r, tally)
     running = False
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -127,7 +136,33 @@ def run(args: argparse.Namespace) -> int:
         running = True  # a second signal during shutdown must not interrupt the cleanup
         daemon.stop()
         log.info("stopped")
+    if args.once:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+        print(f"{sum(tally.values())} decisions{': ' + counts if counts else ''}", flush=True)
     return 0
+
+
+def check_finite_source(cfg: config.Config) -> None:
+    """--once: a missing file or folder is an error now, not a retry loop (a camera, which
+    may come up later, is left to the capture thread's retries)."""
+    src = open_source(cfg.source.uri, cfg.source)
+    if not src.finite:
+        return
+    try:
+        src.open()
+    except SourceError as e:
+        raise SourceError(f"--once: {e}") from None
+    finally:
+        src.close()
+
+
+def print_decision(r: Result, tally: dict[str, int]) -> None:
+    """One line per decision on stdout (the log lines go to stderr)."""
+    d = r.decision
+    tally[d.label] = tally.get(d.label, 0) + 1
+    what = r.frame.name or f"frame {r.frame.seq}"
+    top = f"  top {d.top_class} {d.top_prob:.3f}" if d.top_class else ""
+    print(f"{what}\t{d.label}\t{d.reason}{top}", flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

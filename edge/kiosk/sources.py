@@ -18,13 +18,14 @@ import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import cv2
 import numpy as np
 
 from ..errors import DataError, SourceError
-from ..model.dataset import IMAGE_SUFFIXES, read_image
+from ..model.dataset import IMAGE_SUFFIXES, is_own_output, read_image
 from .config import SourceConfig
 
 PICAMERA_HELP = (
@@ -53,6 +54,7 @@ class Source:
 
     still = False
     lossless = False  # True: capture waits for the pipeline instead of dropping stale frames
+    finite = False  # True: a file or folder that ends (serve --once checks it opens first)
 
     def __init__(self, uri: str, cfg: SourceConfig) -> None:
         self.uri = uri
@@ -113,7 +115,7 @@ class OpenCVSource(Source):
             raise SourceError(f"cannot open {what} {self.uri}")
         if self.camera:  # set after opening: V4L2 rejects most of these as open() parameters
             if self.cfg.mjpg:
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
             for prop, v in (
                 (cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width),
                 (cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height),
@@ -174,16 +176,22 @@ class DirSource(Source):
         self._seen: set[str] = set()
         self._queue: list[Path] = []
 
+    finite = True
+
     def open(self) -> None:
         if not self.path.is_dir():
             raise SourceError(f"{self.uri}: {self.path} is not a directory")
+        if not self.cfg.watch and not self._scan():
+            _refuse_class_tree(self.uri, self.path)
 
     def _scan(self) -> list[Path]:
         try:
             files = sorted(
                 p
                 for p in self.path.iterdir()
-                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and not p.name.startswith(".")
+                and not is_own_output(p)
             )
         except OSError as e:
             raise SourceError(f"{self.uri}: {e.strerror or e}") from None
@@ -211,6 +219,26 @@ class DirSource(Source):
             return self._frame(read_image(p), "BGR", p.name)
         except DataError:
             return None  # still being written or corrupt: skipped (and seen) rather than fatal
+
+
+def _refuse_class_tree(uri: str, path: Path) -> None:
+    """dir:// reads one folder of photos; a tree of class folders (a labelled data set) would
+    otherwise end at once with 0 photos and exit 0. Say what to do instead."""
+    try:
+        subs = sorted(
+            d.name
+            for d in path.iterdir()
+            if d.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir())
+        )
+    except OSError:
+        return
+    if subs:
+        raise SourceError(
+            f"{uri}: no photos in {path} itself, only in its sub-folders "
+            f"({', '.join(subs[:5])}{', ...' if len(subs) > 5 else ''}); dir:// reads one "
+            "folder (not sub-folders): point it at one of them, or for a labelled set use "
+            "`mpox-edge eval --data`"
+        )
 
 
 def _mtime(p: Path) -> float:
@@ -288,7 +316,7 @@ def _apply_query(cfg: SourceConfig, query: str, uri: str) -> SourceConfig:
     if not query:
         return cfg
     hints = {f.name: f.type for f in dataclasses.fields(SourceConfig)}
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # values checked against the field's type below
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in hints or key == "uri":
             raise SourceError(f"{uri}: unknown option {key!r}")

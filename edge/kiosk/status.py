@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..explain.overlay import render_jpeg
 from ..system import cpu_temp_c, rss_bytes
+from .httpapi import NotReady
 from .pipeline import Result
-from .recorder import clean
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -64,6 +64,7 @@ class DaemonView:
                 else None
             ),
             "explain": d.explainer.wanted(d.cfg),
+            "ui": d.webui.stats() if d.cfg.ui.enabled else None,
             "config": d.cfg.origin,
         }
 
@@ -73,12 +74,7 @@ class DaemonView:
             return None
         d = r.decision
         return {
-            "decision": d.label,
-            "p_positive": clean(d.p_positive),
-            "reason": d.reason,
-            "top_class": d.top_class,
-            "top_prob": clean(d.top_prob),
-            "window": d.window,
+            **d.to_dict(),
             "frame": r.frame.seq,
             "name": r.frame.name,
             "age_s": round(time.monotonic() - r.frame.t_capture, 3),
@@ -102,8 +98,13 @@ class DaemonView:
     def latest_jpeg(self) -> bytes | None:
         d = self.d
         r = d.latest
-        if r is None or not d.cfg.http.latest_jpg:
+        if not d.cfg.http.latest_jpg:
             return None
+        if r is None:
+            raise NotReady(
+                "no frame processed yet (the model is loading or the camera has not "
+                "delivered one); retry shortly"
+            )
         cached = self._jpeg
         if cached is not None and cached[0] is r:
             return cached[1]

@@ -1,7 +1,10 @@
-"""Counters, per-stage latency histograms and process gauges, rendered as Prometheus text.
+"""Counters, per-stage latency histograms and gauges, exposed with ``prometheus-client``.
 
-No prometheus_client on the device: the text format is a few lines, and fixed buckets keep
-memory flat for weeks (nothing here grows with the number of frames).
+The maintained library writes the exposition format (escaping, ``# HELP``/``# TYPE``,
+OpenMetrics negotiation) and brings the standard ``process_*`` collector; each Telemetry has
+its own registry so several daemons in one test process do not collide. Fixed buckets keep
+memory flat for weeks: nothing here grows with the number of frames. Plain ``counters`` are
+kept beside the library's objects because ``/status`` and the frame loop read them often.
 """
 
 from __future__ import annotations
@@ -9,42 +12,41 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 # Seconds. Covers a 1 ms preprocess on a Jetson up to a 2 s int8 model on a Pi Zero.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PREFIX = "mpox_edge"
+disable_created_metrics()  # no *_created series: the names stay exactly as before
 
 
-class Histogram:
-    """A Prometheus histogram with fixed buckets (cumulative at render time)."""
+class _Gauges:
+    """A collector for values computed at scrape time (fps, camera, temperature, info)."""
 
-    def __init__(self, buckets: tuple[float, ...] = BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)  # last: +Inf
-        self.sum = 0.0
-        self.count = 0
+    def __init__(self) -> None:
+        self.gauges: dict[str, tuple[float | None, str]] = {}
+        self.info: dict[str, str] = {}
 
-    def observe(self, seconds: float) -> None:
-        i = 0
-        while i < len(self.buckets) and seconds > self.buckets[i]:
-            i += 1
-        self.counts[i] += 1
-        self.sum += seconds
-        self.count += 1
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        out, acc = [], 0
-        sep = "," if labels else ""
-        for le, n in zip((*(f"{b:g}" for b in self.buckets), "+Inf"), self.counts, strict=True):
-            acc += n
-            out.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {acc}')
-        lab = f"{{{labels}}}" if labels else ""
-        out += [f"{name}_sum{lab} {self.sum:.6f}", f"{name}_count{lab} {self.count}"]
-        return out
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+    def collect(self) -> Iterator[Metric]:
+        info = InfoMetricFamily(f"{PREFIX}", "model and backend in use")
+        info.add_metric([], self.info)
+        # InfoMetricFamily appends _info itself: mpox_edge_info{...} 1
+        yield info
+        for name, (value, text) in self.gauges.items():
+            yield GaugeMetricFamily(
+                f"{PREFIX}_{name}", text, value=float("nan") if value is None else value
+            )
 
 
 class Telemetry:
@@ -63,29 +65,68 @@ class Telemetry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._render_lock = threading.Lock()
         self.counters = dict.fromkeys(self.COUNTERS, 0)
         self.decisions: dict[str, int] = {"refer": 0, "clear": 0, "retake": 0}
-        self.stages: dict[str, Histogram] = {}
         self._done: deque[float] = deque(maxlen=60)  # times of the last processed frames
+        self._minutes: deque[list[float]] = deque(maxlen=61)  # [minute, decisions] pairs
         self.started = time.monotonic()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._c = {
+            name: Counter(f"{PREFIX}_{name.removesuffix('_total')}", text, registry=self.registry)
+            for name, text in self.COUNTERS.items()
+        }
+        self._dec = Counter(
+            f"{PREFIX}_decisions", "decisions by label", ["label"], registry=self.registry
+        )
+        for label in self.decisions:
+            self._dec.labels(label)
+        self._hist = Histogram(
+            f"{PREFIX}_stage_latency_seconds",
+            "per-stage latency of processed frames",
+            ["stage"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self._stages: dict[str, Any] = {}  # label children, looked up once
+        self._gauges = _Gauges()
+        self.registry.register(self._gauges)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, open fds...
 
     def inc(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.counters[name] += n
+        self._c[name].inc(n)
 
     def get(self, name: str) -> int:
         return self.counters[name]
 
     def observe_ms(self, timings_ms: dict[str, float]) -> None:
-        with self._lock:
-            for stage, ms in timings_ms.items():
-                self.stages.setdefault(stage, Histogram()).observe(ms / 1e3)
+        for stage, ms in timings_ms.items():
+            child = self._stages.get(stage)
+            if child is None:
+                child = self._stages.setdefault(stage, self._hist.labels(stage))
+            child.observe(ms / 1e3)
 
     def decided(self, label: str) -> None:
+        now = time.monotonic()
+        minute = now // 60
         with self._lock:
             self.decisions[label] = self.decisions.get(label, 0) + 1
             self.counters["frames_processed_total"] += 1
-            self._done.append(time.monotonic())
+            self._done.append(now)
+            if self._minutes and self._minutes[-1][0] == minute:
+                self._minutes[-1][1] += 1
+            else:
+                self._minutes.append([minute, 1])
+        self._dec.labels(label).inc()
+        self._c["frames_processed_total"].inc()
+
+    def decisions_last_hour(self) -> int:
+        """Decisions in the last 60 minutes (per-minute buckets: memory stays fixed)."""
+        first = time.monotonic() // 60 - 59
+        with self._lock:
+            return int(sum(n for m, n in self._minutes if m >= first))
 
     def fps(self) -> float:
         """Processed frames per second over the last (up to) 60 frames and 10 seconds."""
@@ -101,34 +142,7 @@ class Telemetry:
         return time.monotonic() - self.started
 
     def render(self, gauges: dict[str, tuple[float | None, str]], info: dict[str, str]) -> str:
-        """The /metrics body: counters, decisions, stage histograms, then ``gauges``."""
-        p = PREFIX
-        out = []
-        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in info.items())
-        out += [
-            f"# HELP {p}_info model and backend in use",
-            f"# TYPE {p}_info gauge",
-            f"{p}_info{{{labels}}} 1",
-        ]
-        with self._lock:
-            for name, text in self.COUNTERS.items():
-                out += [
-                    f"# HELP {p}_{name} {text}",
-                    f"# TYPE {p}_{name} counter",
-                    f"{p}_{name} {self.counters[name]}",
-                ]
-            out += [
-                f"# HELP {p}_decisions_total decisions by label",
-                f"# TYPE {p}_decisions_total counter",
-            ]
-            out += [f'{p}_decisions_total{{label="{k}"}} {v}' for k, v in self.decisions.items()]
-            out += [
-                f"# HELP {p}_stage_latency_seconds per-stage latency of processed frames",
-                f"# TYPE {p}_stage_latency_seconds histogram",
-            ]
-            for stage, h in self.stages.items():
-                out += h.lines(f"{p}_stage_latency_seconds", f'stage="{_escape(stage)}"')
-        for name, (value, text) in gauges.items():
-            out += [f"# HELP {p}_{name} {text}", f"# TYPE {p}_{name} gauge"]
-            out.append(f"{p}_{name} {'NaN' if value is None else f'{value:g}'}")
-        return "\n".join(out) + "\n"
+        """The /metrics body: counters, decisions, stage histograms, ``gauges``, process."""
+        with self._render_lock:  # one scrape at a time sees its own gauges
+            self._gauges.gauges, self._gauges.info = gauges, info
+            return generate_latest(self.registry).decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
@@ -21,6 +22,7 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 FORMATS = ("onnx", "openvino")
 PRECISIONS = ("fp32", "int8")
+MAX_INPUT_SIZE = 2048  # pixels a side; the zoo uses 160..384
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,15 @@ class Preprocess:
             raise ManifestError(f"preprocess.layout {self.layout!r} is not supported (NCHW only)")
         if self.resize not in ("shorter_side_center_crop", "stretch"):
             raise ManifestError(f"preprocess.resize {self.resize!r} is not supported")
-        if self.input_size < 8 or len(self.mean) != 3 or len(self.std) != 3:
-            raise ManifestError("preprocess needs input_size >= 8 and three mean/std values")
+        if not isinstance(self.input_size, int) or not 8 <= self.input_size <= MAX_INPUT_SIZE:
+            raise ManifestError(
+                f"preprocess.input_size must be an integer 8..{MAX_INPUT_SIZE}, "
+                f"not {self.input_size!r}"  # 60000 would allocate 43 GB per frame
+            )
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ManifestError("preprocess needs three mean and three std values")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ManifestError("preprocess mean/std values must be finite numbers")
         if any(s <= 0 for s in self.std):
             raise ManifestError("preprocess.std values must be positive")
 
@@ -230,6 +239,8 @@ class ModelDir:
             data = json.loads(mf.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ManifestError(f"{mf} does not parse as JSON: {e}") from None
+        except RecursionError:  # a hostile '[[[[...' manifest
+            raise ManifestError(f"{mf} is nested too deeply to be a manifest") from None
         if not isinstance(data, dict):
             raise ManifestError(f"{mf} is not a JSON object")
         return cls(p, Manifest.from_dict(data))

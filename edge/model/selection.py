@@ -29,11 +29,21 @@ log = logging.getLogger("mpox_edge.select")
 DEFAULT_MAX_DROP = 1.0  # accuracy points an int8 artifact may lose against fp32
 
 
-def cache_dir_default() -> Path:
-    for var in ("MPOX_EDGE_CACHE", "STATE_DIRECTORY"):  # STATE_DIRECTORY: systemd's
-        if os.environ.get(var):
-            return Path(os.environ[var].split(":")[0])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mpox-edge"
+def cache_dir_default(state_dir: str | None = None) -> Path:
+    """Where ``auto`` keeps its choice, one place for bench and serve: $MPOX_EDGE_CACHE, else
+    serve's state directory (``state_dir``, by default systemd's StateDirectory, else
+    $XDG_STATE_HOME/mpox-edge). bench and serve print the file they used."""
+    if os.environ.get("MPOX_EDGE_CACHE"):
+        return Path(os.environ["MPOX_EDGE_CACHE"])
+    return Path(state_dir or default_state_dir())
+
+
+def default_state_dir() -> str:
+    """systemd's StateDirectory= when run as the service, else a per-user directory."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "mpox-edge")
 
 
 def hardware_fingerprint() -> str:
@@ -190,6 +200,7 @@ def select_backend(
         try:
             decision = json.loads(cache_file.read_text())
             decision["cached"] = True
+            decision["cache_file"] = str(cache_file)
             say(
                 f"auto: cached choice {decision['backend']}/{decision['device']}/"
                 f"{decision['precision']} ({cache_file})"
@@ -245,6 +256,11 @@ def select_backend(
     try:
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache_file, json.dumps(decision, indent=2))
+        decision["cache_file"] = str(cache_file)
+        say(
+            f"auto: chose {best['backend']}/{best['device']}/{best['precision']}, "
+            f"cached in {cache_file}"
+        )
     except OSError as e:
         say(f"auto: could not cache the choice in {cache}: {e}")
     return decision

@@ -15,7 +15,6 @@ a 1080p decode). JSON schema: docs/bench.md.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -23,11 +22,14 @@ from pathlib import Path
 
 import cv2
 
+from .. import STARTED
+from ..cliopts import add_backend, add_json, write_json
 from ..errors import DataError, UsageError
-from ..model.classifier import Classifier, default_data_dir
+from ..model.classifier import Classifier, default_data_dir, default_model_dir
 from ..model.dataset import scan_folder
+from ..model.manifest import ModelDir
 from ..model.preprocess import preprocess
-from ..system import process_start_time, release_free_memory, thermal
+from ..system import release_free_memory, thermal
 from .accuracy import average_fps
 from .benchreport import SCHEMA, BackendInfo, BenchReport, FramesInfo, ModelInfo, compare_torch
 from .evaluate import evaluate_set
@@ -38,11 +40,14 @@ __all__ = ["SCHEMA", "BenchReport", "add_arguments", "make_frame", "run", "stats
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--backend", default="auto", help="auto (measured fastest), onnxruntime, openvino"
-    )
+    add_backend(p, help="auto = the measured fastest here (cached, shared with serve)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, tensorrt (ORT); cpu, gpu, npu (OV)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "int8"],
+        help="for a named backend (auto picks its own)",
+    )
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--data", help="held-out image folder (default: bundled MSID fold-4 sample)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
@@ -59,14 +64,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --against torch: the checkpoint the model came from (default: the one its "
         "manifest names, in the model directory or ./models/, if its sha256 matches)",
     )
-    p.add_argument("--json", help="write the report as JSON here ('-' = stdout only)")
+    add_json(p)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise UsageError("--runs must be >= 1 and --warmup >= 0")
     size = parse_size(args.frame_size)
-    started = process_start_time()
+    # Inputs first: a wrong --data must not cost a backend measurement.
+    data_dir = Path(args.data) if args.data else default_data_dir()
+    data = scan_folder(data_dir, ModelDir.load(args.model or default_model_dir()).manifest.classes)
     t_open = time.perf_counter()
     clf = Classifier.open(
         args.model,
@@ -77,19 +84,18 @@ def run(args: argparse.Namespace) -> int:
         reselect=args.reselect,
         log=(lambda m: print(m, file=sys.stderr)) if args.backend == "auto" else None,
     )
-    data_dir = Path(args.data) if args.data else default_data_dir()
-    data = scan_folder(data_dir, clf.classes)
     # One decoded image at a time (a user's --data may hold 12-megapixel photos), 8 distinct
     # frames (a 1080p JPEG is about 0.7 MB), and the back-to-back tensors only after the
     # latency pass: peak RSS is a reported target and these frames are the harness's own.
     jpegs: list[bytes] = []
-    cold, load_s = None, 0.0
+    cold: float | None = None
+    load_s = 0.0
     for _p, _y, img, _why in data.iter_images():
         if img is None:
             continue
         if not jpegs:
             clf.predict(img)
-            cold = (time.time() - started) if started else None
+            cold = time.perf_counter() - STARTED
             load_s = time.perf_counter() - t_open
         frame = make_frame(img, size)
         jpegs.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
@@ -128,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         average_fps=average_fps([v / 1e3 for v in lat["end_to_end"]]),
         throughput_fps=1e3 * len(lat["end_to_end"]) / max(sum(lat["end_to_end"]), 1e-9),
         cold_start_s=cold,
+        cold_start_includes_selection=bool(clf.selection) and not clf.selection.get("cached"),
         load_s=load_s,
         thermal=thermal(),
     )
@@ -145,12 +152,8 @@ def run(args: argparse.Namespace) -> int:
         report.accuracy = acc
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     clf.close()
-    out = report.to_dict()
-    if args.json and args.json != "-":
-        Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
-    if args.json == "-":
-        print(json.dumps(out, indent=2, default=float))
-    else:
+    write_json(args.json, report.to_dict())
+    if args.json != "-":
         print("\n".join(report.format_lines()))
     return 0
 

@@ -7,14 +7,15 @@ README report one set of numbers computed one way.
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..cliopts import REFERENCE_BACKEND, add_backend, add_json, ints, write_json
+from ..errors import DataError, UsageError
 from ..model.classifier import Classifier, default_data_dir
 from ..model.dataset import LabelledSet, read_splits, scan_folder, split_set
 from ..progress import progress
@@ -68,7 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--splits", help="split file (path,label,group,fold); DATA is then its image root"
     )
-    p.add_argument("--folds", help="with --splits: comma list of folds to evaluate")
+    p.add_argument(
+        "--folds", type=ints, help="with --splits: comma list of folds to evaluate (default 4)"
+    )
     p.add_argument(
         "--choose-threshold",
         type=float,
@@ -76,16 +79,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="record in the model's manifest the p(positive) threshold reaching this "
         "sensitivity on DATA (validation data only; refused on fold 4 of a split)",
     )
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime, openvino or auto")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
-    p.add_argument("--threads", type=int)
+    add_backend(
+        p,
+        default=REFERENCE_BACKEND,
+        help="the fp32 reference by default; auto = what bench and the kiosk run (it picks "
+        "the precision itself)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, tensorrt (ORT); cpu, gpu, npu (OV)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "int8"],
+        help="for a named backend (auto picks its own)",
+    )
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument(
         "--compare",
         action="store_true",
-        help="table of all models with seed 002's Practicality Score",
+        help="table of all models with a Practicality Score (0.15 accuracy + 0.40 FPS + "
+        "0.35 sensitivity + 0.15 specificity, each min-max normalised across the models)",
     )
-    p.add_argument("--json", help="write the full report as JSON to this path ('-' = stdout)")
+    add_json(p, "the full report")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,15 +154,13 @@ def run(args: argparse.Namespace) -> int:
         for r, s in zip(results, practicality_scores(rows), strict=True):
             r["practicality_score"] = s
     out = {"schema": "mpox-edge.eval/1", "results": results}
+    write_json(args.json, out)
     if args.json == "-":
-        print(json.dumps(out, indent=2, default=float))
         return 0
     for r in results:
         print("\n".join(format_report(r)))
     if args.compare:
         print("\n".join(format_compare(results)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=float) + "\n")
     return 0
 
 
@@ -157,10 +169,7 @@ def _folds(args: argparse.Namespace) -> set[int]:
         if args.folds:
             raise UsageError("--folds needs --splits")
         return set()
-    try:
-        return {int(f) for f in (args.folds or "").split(",") if f.strip()} or {4}
-    except ValueError:
-        raise UsageError(f"--folds takes a comma list of integers, not {args.folds!r}") from None
+    return set(args.folds or ()) or {4}
 
 
 def _record_threshold(
@@ -172,11 +181,25 @@ def _record_threshold(
     pos = clf.classes.index(pos_name)
     y = np.asarray(rep["labels"]) == pos
     p = np.asarray(rep["probs"])[:, pos]
-    value = threshold_for_sensitivity(y, p, target)
+    try:
+        value = threshold_for_sensitivity(y, p, target)
+    except ValueError:
+        raise DataError(
+            f"--choose-threshold: the data ({chosen_on}) holds no readable {pos_name} image, "
+            "so no threshold can reach a sensitivity; use validation data with positives"
+        ) from None
     rec = {"value": value, "target_sensitivity": target, "chosen_on": chosen_on, "n": rep["n"]}
     md = clf.model
+    old = (md.manifest.screening_threshold or {}).get("value")
     md.manifest.screening_threshold = rec
     md.save()
+    was = f" (was {old:.4f})" if isinstance(old, (int, float)) else ""
+    print(
+        f"screening threshold: refer when p({pos_name}) >= {value:.4f}{was}, the highest "
+        f"reaching {target:.1%} sensitivity on {chosen_on} (n={rep['n']}); written to "
+        f"{md.path / 'manifest.json'} (screening_threshold)",
+        file=sys.stderr,
+    )
     return rec
 
 
@@ -197,10 +220,12 @@ def format_report(r: dict[str, Any]) -> list[str]:
             f"  {c:<12}{m['support']:>5}{_pct(m['precision']):>8}{_pct(m['recall']):>8}"
             f"{_pct(m['specificity']):>8}{_pct(m['f1']):>8}{m['auc']:>7.3f}"
         )
-    lines.append(
-        "  confusion (rows true, cols predicted): "
-        + " | ".join(" ".join(f"{v:3d}" for v in row) for row in r["confusion_matrix"])
-    )
+    names = list(r["per_class"])
+    w = max(5, *(len(c) + 1 for c in names))
+    lines.append("  confusion matrix: rows are the true class, columns the predicted class")
+    lines.append(f"  {'':<12}" + "".join(f"{c:>{w}}" for c in names))
+    for c, row in zip(names, r["confusion_matrix"], strict=False):
+        lines.append(f"  {c:<12}" + "".join(f"{v:>{w}d}" for v in row))
     s = r.get("screening")
     if s:
         lo, hi = s["sensitivity_ci95"]

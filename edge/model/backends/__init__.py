@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 
 from ...errors import BackendUnavailableError, UsageError
 from ...system import release_free_memory
+from ..graphcheck import check_graph
 from ..manifest import Artifact, ModelDir
 from .base import Backend, BackendOptions, NoOptions, Probe, default_threads
 
@@ -126,5 +127,10 @@ def load_backend(
     art = pick_artifact(model, backend, precision)
     path = model.verify(art)
     backend_obj = cls(model, art, path, device=device, threads=threads, options=own)
+    try:
+        check_graph(model, art, backend_obj)  # issue 13: manifest vs graph, at every load
+    except BaseException:
+        backend_obj.close()
+        raise
     release_free_memory()  # the graph loader's temporaries
     return backend_obj

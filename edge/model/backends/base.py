@@ -100,6 +100,7 @@ class Backend(Protocol):
     threads: int
     artifact: Artifact
     output_names: list[str]  # every graph output (``logits`` among them)
+    input_shape: list[Any] | None  # the graph's input as exported (None: not known)
 
     def __init__(
         self,

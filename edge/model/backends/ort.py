@@ -119,6 +119,7 @@ class OnnxRuntimeBackend:
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BackendUnavailableError(f"onnxruntime could not load {path.name}: {e}") from None
         self.input_name = self.session.get_inputs()[0].name
+        self.input_shape: list[Any] | None = list(self.session.get_inputs()[0].shape)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
 

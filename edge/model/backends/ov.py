@@ -66,6 +66,7 @@ class OpenVINOBackend:
             # int8 layers stay int8 under this hint; only float layers are kept in f32.
             config["INFERENCE_PRECISION_HINT"] = "f32"
         self._core, self._config, self._path = core, config, path
+        self.input_shape: list[Any] | None = None  # set by _compile, for graphcheck
         size = model.manifest.preprocess.input_size
         # Batch 1 is what a camera pipeline runs: compile it static (the CPU plugin picks
         # better kernels for static shapes); other batch sizes get a dynamic twin on demand.
@@ -77,6 +78,10 @@ class OpenVINOBackend:
     def _compile(self, static_shape: list[int] | None) -> Any:
         try:
             m = self._core.read_model(str(self._path))
+            if len(m.inputs) != 1:
+                raise RuntimeError(f"the graph has {len(m.inputs)} inputs, not one")
+            ps = m.inputs[0].get_partial_shape()  # as exported, for graphcheck
+            self.input_shape = [d.get_length() if d.is_static else "?" for d in ps]
             if static_shape is not None:
                 m.reshape({m.inputs[0].get_any_name(): static_shape})
             return self._core.compile_model(m, self.device.upper(), self._config)
