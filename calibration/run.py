@@ -1,6 +1,6 @@
 """``calibrate()``: the sets, then each backend's quantizer behind the accuracy guard.
 
-What is the same for every backend lives here (load and check the images, fp32 logits,
+What is the same for every backend lives here (the shared images from ``inputs.py``, fp32 logits,
 the guard over each candidate, fp32-vs-int8 latency, install); what differs comes from the
 quantizer registry (``quantizers.py``).
 """
@@ -11,7 +11,6 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,68 +21,12 @@ from mpox_edge.edge.model.manifest import ModelDir
 
 from .config import CalibrationConfig
 from .guard import GuardResult, measure_latency, open_model, predict, run_guard
+from .inputs import RunInputs, Say, calib_summary
 from .install import Measured, evaluate_test, install, int8_record
 from .quantizers import BackendQuantizer, quantizer_for
-from .reader import CalibrationReader, ImageSet, SetCheck, check_calibration_set, load_images
 from .report import BackendResult, CalibrationReport
-from .sets import Sets, resolve_sets
 
 RANK_SAMPLES = 8  # calibration images used to rank layers by quantization error
-Say = Callable[[str], None]
-
-
-class _Run:
-    """The images and settings every backend of one run shares."""
-
-    def __init__(self, md: ModelDir, cfg: CalibrationConfig, wrap: Any, say: Say) -> None:
-        self.md, self.cfg, self.wrap, self.say = md, cfg, wrap, say
-        man, d = md.manifest, cfg.data
-        self.sets: Sets = resolve_sets(
-            man.classes,
-            d.data,
-            splits=d.splits,
-            calib_folds=list(d.calib_folds),
-            val_folds=list(d.val_folds),
-            val_data=d.val_data,
-            test_folds=list(d.test_folds),
-            test_data=d.test_data,
-        )
-        pp = man.preprocess
-        self.calib: ImageSet = load_images(
-            self.sets.calib, pp, limit=d.subset_size, wrap=wrap, desc="calibration images"
-        )
-        self.check: SetCheck = check_calibration_set(self.calib, allow_synthetic=d.allow_synthetic)
-        self.val: ImageSet = load_images(self.sets.val, pp, wrap=wrap, desc="validation images")
-        if not len(self.val):
-            raise CalibrationError("the validation set has no readable images")
-        self.test: ImageSet | None = (
-            load_images(self.sets.test, pp, wrap=wrap, desc="test images")
-            if self.sets.test is not None
-            else None
-        )
-        self.reader = CalibrationReader(self.calib)
-        self.reader.progress = wrap
-
-    def warnings(self) -> list[str]:
-        out = self.sets.warnings + self.check.warnings
-        if self.cfg.data.allow_synthetic and self.check.synthetic:
-            out.append(
-                f"{len(self.check.synthetic)} synthetic-looking calibration images accepted "
-                "(--allow-synthetic, recorded in the manifest)"
-            )
-        vcounts = self.val.counts()
-        if any(k == 0 for k in vcounts.values()):
-            out.append(
-                "the validation set lacks class(es) "
-                + ", ".join(c for c, k in vcounts.items() if k == 0)
-                + "; the drop is measured on the others only"
-            )
-        if len(self.val) < 100:
-            out.append(
-                f"the validation set has {len(self.val)} images: one flipped prediction moves "
-                f"the accuracy by {100 / len(self.val):.2f} points"
-            )
-        return out
 
 
 def calibrate(
@@ -107,7 +50,7 @@ def calibrate(
     cfg = config if config is not None else CalibrationConfig.from_options(**options)
     cfg.validate()
     md = ModelDir.load(model_dir)
-    run = _Run(md, cfg, _progress_wrapper(show_progress), say)
+    run = RunInputs(md, cfg, _progress_wrapper(show_progress), say)
     warnings = run.warnings()
     for w in warnings:
         say(f"warning: {w}")
@@ -117,7 +60,7 @@ def calibrate(
         method=cfg.method,
         max_drop=cfg.guard.max_drop,
         calibration={
-            **_calib_summary(run),
+            **calib_summary(run),
             "skipped_unreadable": len(run.calib.skipped),
             "synthetic_looking": len(run.check.synthetic),
         },
@@ -138,13 +81,7 @@ def calibrate(
     return report
 
 
-def _calib_summary(run: _Run) -> dict[str, Any]:
-    c = run.check
-    return {"n": len(run.calib), "per_class": c.counts, "source": run.sets.calib_source,
-            "distinct": c.distinct}  # fmt: skip
-
-
-def _calibrate_backend(run: _Run, bq: BackendQuantizer, work: Path) -> BackendResult:
+def _calibrate_backend(run: RunInputs, bq: BackendQuantizer, work: Path) -> BackendResult:
     md, cfg, say, backend = run.md, run.cfg, run.say, bq.backend
     pr = backend_class(backend).probe()
     if not pr.available:
@@ -234,7 +171,7 @@ def _calibrate_backend(run: _Run, bq: BackendQuantizer, work: Path) -> BackendRe
     if run.test is not None and len(run.test):  # reporting only: after every choice
         test_rec = evaluate_test(md, bq, chosen.candidate, fp32_art, run.test, threads, run.wrap)
         test_rec["source"] = run.sets.test_source
-    m = Measured(chosen, ms, variants, user_excl, test_rec, _calib_summary(run))
+    m = Measured(chosen, ms, variants, user_excl, test_rec, calib_summary(run))
     rec = int8_record(bq, chosen_q, cfg, m, fp32_art, run.val, run.sets)
     art = install(md, bq, chosen.candidate, fp32_art, rec)
     md.save()
@@ -296,9 +233,14 @@ def _time(
         for r in accepted:
             assert r.candidate is not None
             opened[r.variant] = open_model(
-                md, bq.backend, bq.fmt, r.candidate, precision="int8", threads=threads,
+                md,
+                bq.backend,
+                bq.fmt,
+                r.candidate,
+                precision="int8",
+                threads=threads,
                 outputs=outputs,
-            )  # fmt: skip
+            )
         ms = measure_latency(opened, x, rounds=lat.rounds, runs=lat.runs)
         return ms, {k: list(be.output_names) for k, be in opened.items()}
     finally:

@@ -310,7 +310,7 @@ def test_guard_rejects_a_broken_calibration_and_writes_nothing(
     msid: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Activation ranges from images scaled by 0.02 saturate everything: a real drop."""
-    import mpox_edge.calibration as calmod
+    import mpox_edge.calibration.inputs as calmod  # where the run builds its reader
 
     class Broken(CalibrationReader):
         def __init__(self, images: ImageSet, input_name: str = "input") -> None:

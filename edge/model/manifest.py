@@ -64,9 +64,10 @@ class Int8Record:
     """What calibration measured for an int8 artifact (written by ``mpox_edge.calibration``).
 
     ``auto`` trusts an int8 artifact only through this record: the accuracy drop against
-    fp32 on validation images, measured on one backend. Stored as the artifact's ``extra``
+    fp32 on validation images, measured on one backend. Stored in the artifact's ``extra``
     object in manifest.json (the layout older manifests already have); fields absent from a
-    file stay None and are not written back, keys this version does not know are kept.
+    file stay None and are not written back; other keys (a backend's notes) stay in
+    ``Artifact.extra``.
     """
 
     calibrated_at: str | None = None
@@ -88,17 +89,17 @@ class Int8Record:
     min_agreement: float | None = None
     test: dict[str, Any] | None = None  # report-only test set, never used for a choice
     size_bytes: dict[str, Any] | None = None
-    other: dict[str, Any] = field(default_factory=dict)  # keys written by a newer version
 
     @classmethod
-    def from_extra(cls, extra: dict[str, Any]) -> Int8Record:
-        known = [f.name for f in fields(cls) if f.name != "other"]
-        kw = {k: v for k, v in extra.items() if k in known}
-        return cls(**kw, other={k: v for k, v in extra.items() if k not in known})
+    def split_extra(cls, extra: dict[str, Any]) -> tuple[Int8Record | None, dict[str, Any]]:
+        """(the record, if any of its keys is there; the keys that are not the record's)."""
+        known = {f.name for f in fields(cls)}
+        rec = {k: v for k, v in extra.items() if k in known}
+        return (cls(**rec) if rec else None), {k: v for k, v in extra.items() if k not in known}
 
     def to_extra(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "other"}
-        return {k: v for k, v in d.items() if v is not None} | self.other
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in d.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,8 @@ class Manifest:
         for a, art in zip(d["artifacts"], self.artifacts, strict=True):
             a["outputs"] = list(a["outputs"])
             del a["int8"]
-            if art.int8 is not None:  # manifest.json keeps the record as the artifact's extra
-                a["extra"] = art.int8.to_extra()
+            if art.int8 is not None:  # manifest.json keeps the record in the artifact's extra
+                a["extra"] = art.int8.to_extra() | a["extra"]
         d["preprocess"]["mean"] = list(self.preprocess.mean)
         d["preprocess"]["std"] = list(self.preprocess.std)
         return d
@@ -178,7 +179,7 @@ class Manifest:
                     raise ManifestError(f"artifact {a['path']!r}: unknown format/precision")
                 a.pop("int8", None)
                 if a["precision"] == "int8" and a.get("extra"):
-                    a["int8"] = Int8Record.from_extra(dict(a.pop("extra")))
+                    a["int8"], a["extra"] = Int8Record.split_extra(dict(a["extra"]))
                 arts.append(Artifact(**a))
             classes = [str(c) for c in d["classes"]]
             if len(classes) < 2:
@@ -292,7 +293,7 @@ class ModelDir:
 
         An int8 artifact's ``extra`` is read as its ``Int8Record``, as ``from_dict`` does."""
         if precision == "int8" and int8 is None and extra:
-            int8, extra = Int8Record.from_extra(extra), None
+            int8, extra = Int8Record.split_extra(extra)
         f = self.file(path)
         size = f.stat().st_size
         wsha = None
