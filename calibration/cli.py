@@ -8,9 +8,12 @@ calibration set or the arguments were refused.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+
+from mpox_edge.edge.cliopts import add_json, comma_list, ints, write_json
+
+# The registered backends that have an int8 quantizer here (ncnn, for one, has none).
+QUANTIZABLE = ("onnxruntime", "openvino")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,11 +25,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "with one sub-folder per class",
     )
     p.add_argument("--splits", help="split file (default: DATA/splits.csv when it exists)")
-    p.add_argument("--calib-folds", default="0,1,2", help="folds to calibrate on (default 0,1,2)")
-    p.add_argument("--val-folds", default="3", help="folds the accuracy guard uses (default 3)")
+    p.add_argument(
+        "--calib-folds", type=ints, default=[0, 1, 2], help="folds to calibrate on (default 0,1,2)"
+    )
+    p.add_argument(
+        "--val-folds", type=ints, default=[3], help="folds the accuracy guard uses (default 3)"
+    )
     p.add_argument(
         "--test-folds",
-        default="",
+        type=ints,
+        default=[],
         help="folds evaluated for the report only, after every choice (e.g. 4)",
     )
     p.add_argument(
@@ -37,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-data", help="report-only test image folder (image-folder mode)")
     p.add_argument(
         "--backend",
-        default="onnxruntime,openvino",
-        help="comma list of onnxruntime, openvino (default both)",
+        type=comma_list(choices=QUANTIZABLE, what="backends"),
+        default=list(QUANTIZABLE),
+        help=f"comma list of {', '.join(QUANTIZABLE)} (default: both)",
     )
     p.add_argument(
         "--method",
@@ -48,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--exclude",
-        default="",
+        type=comma_list(what="node names", allow_empty=True),
+        default=[],
         help="comma list of node names kept in float (ONNX node names; OpenVINO names "
         "or ONNX names for openvino)",
     )
@@ -120,21 +130,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="accept calibration images that look random/synthetic (recorded in the manifest)",
     )
     p.add_argument("--threads", type=int, help="inference threads for evaluation and timing")
-    p.add_argument("--json", help="write the report as JSON here ('-' = stdout)")
-
-
-def _csv(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
+    add_json(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mpox_edge.edge.errors import UsageError
 
     from . import calibrate
 
-    backends = _csv(args.backend)
-    if not backends:
-        raise UsageError("--backend needs at least one of onnxruntime, openvino")
+    backends = list(args.backend)
     tty = sys.stderr.isatty()
     json_stdout = args.json == "-"
 
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         test_data=args.test_data,
         backends=backends,
         method=args.method,
-        exclude=_csv(args.exclude),
+        exclude=list(args.exclude),
         max_drop=args.max_drop,
         min_agreement=args.min_agreement,
         subset_size=args.subset_size,
@@ -177,11 +180,7 @@ def run(args: argparse.Namespace) -> int:
         show_progress=tty,
         log=say,
     )
-    out = report.to_dict()
-    if json_stdout:
-        print(json.dumps(out, indent=2))
-    else:
+    write_json(args.json, report.to_dict())
+    if not json_stdout:
         print("\n".join(report.format_table()))
-        if args.json:
-            Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0 if report.ok else 1

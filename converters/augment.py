@@ -38,9 +38,40 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.3, 1.5)
     noise_p: float = 0.15
     noise_std: tuple[float, float] = (2.0, 10.0)  # in 0-255 units
+    # collection shift (all off by default, so the shipped recipe's views are unchanged):
+    white_balance: float = 0.0  # per-channel gain in [1 - wb, 1 + wb] (colour cast)
+    gamma: float = 0.0  # exposure curve: gamma in [1 - g, 1 + g]
+    light_p: float = 0.0  # a linear illumination gradient across the frame
+    light_strength: float = 0.35  # max relative brightness change at the far edge
+    downscale_p: float = 0.0  # lower resolution then back up (other cameras, zoom)
+    downscale: tuple[float, float] = (0.35, 0.8)
+    jpeg_p: float = 0.0  # JPEG re-compression (web re-uploads, phone cameras)
+    jpeg_quality: tuple[int, int] = (25, 90)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def preset(cls, name: str) -> AugmentConfig:
+        """``default``: the shipped recipe; ``shift``: aimed at the change of collection
+        (wider scale/crop, white balance, exposure, lighting, resolution, JPEG, blur)."""
+        if name == "default":
+            return cls()
+        if name == "shift":
+            return cls(
+                scale=(0.35, 1.0),
+                blur_p=0.25,
+                blur_sigma=(0.3, 2.0),
+                white_balance=0.15,
+                gamma=0.3,
+                light_p=0.3,
+                downscale_p=0.25,
+                jpeg_p=0.4,
+            )
+        raise ValueError(f"unknown augmentation preset {name!r} (default, shift)")
+
+
+PRESETS = ("default", "shift")
 
 
 def _affine(h: int, w: int, out: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -81,6 +112,37 @@ def _color(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.
     return x
 
 
+def _shift(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """White balance, exposure curve and an illumination gradient (one float pass)."""
+    f = x.astype(np.float32) / 255.0
+    if cfg.white_balance > 0:
+        f *= rng.uniform(1 - cfg.white_balance, 1 + cfg.white_balance, size=3).astype(np.float32)
+    if cfg.gamma > 0:
+        f = np.clip(f, 0, 1) ** np.float32(rng.uniform(1 - cfg.gamma, 1 + cfg.gamma))
+    if rng.random() < cfg.light_p:
+        h, w = f.shape[:2]
+        a = rng.uniform(0, 2 * math.pi)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        ramp = (np.cos(a) * (xx / w - 0.5) + np.sin(a) * (yy / h - 0.5)) * 2
+        f *= (1 + rng.uniform(0, cfg.light_strength) * ramp)[..., None]
+    return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _degrade(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Resolution loss and JPEG re-compression, as another camera or a re-upload does."""
+    if rng.random() < cfg.downscale_p:
+        n = x.shape[0]
+        m = max(8, int(round(n * rng.uniform(*cfg.downscale))))
+        x = cv2.resize(cv2.resize(x, (m, m), interpolation=cv2.INTER_AREA), (n, n))
+    if rng.random() < cfg.jpeg_p:
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:  # a JPEG just encoded from x decodes (None would keep x)
+            dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            x = x if dec is None else dec
+    return x
+
+
 def augment(
     img: np.ndarray,
     *,
@@ -103,10 +165,14 @@ def augment(
     )
     if rng.random() < cfg.color_p:
         x = _color(x, cfg, rng)
+    if cfg.white_balance > 0 or cfg.gamma > 0 or cfg.light_p > 0:
+        x = _shift(x, cfg, rng)
     if rng.random() < cfg.blur_p:
         x = cv2.GaussianBlur(x, (0, 0), sigmaX=rng.uniform(*cfg.blur_sigma))
     if rng.random() < cfg.noise_p:
         std = rng.uniform(*cfg.noise_std)
         noise = rng.normal(0.0, std, size=x.shape).astype(np.float32)
         x = np.clip(x.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    if cfg.downscale_p > 0 or cfg.jpeg_p > 0:
+        x = _degrade(x, cfg, rng)
     return np.ascontiguousarray(x)

@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument(
         "--to",
-        type=comma_list(choices=("onnx", "openvino"), what="targets"),
+        type=comma_list(choices=("onnx", "openvino", "ncnn"), what="targets"),
         default=["onnx", "openvino"],
-        help="comma list of: onnx, openvino",
+        help="comma list of: onnx, openvino, ncnn (ncnn: converted by pnnx, pip install pnnx ncnn)",
     )
     p.add_argument(
         "--classes",
@@ -188,6 +188,11 @@ def _write_artifacts(model: Any, entry: Any, pp: Preprocess, tmp: Path, to: list
                 outputs=outputs,
             )
         )
+    if "ncnn" in to:
+        from .ncnn_export import ncnn_artifact, onnx_to_ncnn
+
+        onnx_to_ncnn(tmp / "model.onnx", tmp, pp.input_size)
+        md.manifest.replace_artifact(ncnn_artifact(md, outputs))
     if "onnx" not in to:
         (tmp / "model.onnx").unlink()
     md.manifest.cam = cam

@@ -13,7 +13,7 @@ from mpox_edge.edge.model.manifest import ModelDir
 from mpox_edge.edge.model.preprocess import preprocess_batch
 
 # which backend proves which artifact format
-_PROVER = {"onnx": "onnxruntime", "openvino": "openvino"}
+_PROVER = {"onnx": "onnxruntime", "openvino": "openvino", "ncnn": "ncnn"}
 
 
 def parity_images(data: str | None, n: int, *, seed: int = 0) -> tuple[list[np.ndarray], str]:

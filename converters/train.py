@@ -26,13 +26,23 @@ from .traindata import resolve_splits
 from .trainloop import fit
 
 
+def _val_folds(s: str) -> list[int]:
+    """``ints``, or ``none``: no validation, fixed epochs, the last epoch is kept."""
+    return [] if s.strip().lower() == "none" else ints(s)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="ImageFolder-style directory (one sub-folder per class)")
     p.add_argument("--arch", required=True, help="zoo architecture (see `mpox-edge zoo`)")
     p.add_argument("--out", required=True, help="checkpoint to write (best validation epoch)")
     p.add_argument("--splits", help="path,label,group,fold CSV (default: a grouped split)")
     p.add_argument("--train-folds", type=ints, default=[0, 1, 2], help="default 0,1,2")
-    p.add_argument("--val-folds", type=ints, default=[3], help="default 3")
+    p.add_argument(
+        "--val-folds",
+        type=_val_folds,
+        default=[3],
+        help="default 3; 'none': train --epochs epochs on the train folds, keep the last",
+    )
     p.add_argument("--test-fold", type=int, default=4, help="never used; -1: none (default 4)")
     p.add_argument("--folds", type=int, help="K-fold cross-validation over folds 0..K-1")
     p.add_argument("--epochs", type=int, default=100)
@@ -57,6 +67,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (0 or 1 here)")
+    p.add_argument(
+        "--augment",
+        choices=("default", "shift"),
+        default="default",
+        help="augmentation preset; shift: aimed at other collections (see augment.py)",
+    )
     add_json(p, "the result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -89,6 +105,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         input_size=args.input_size,
         threads=args.threads,
         workers=args.workers,
+        augment=args.augment,
     )
     cfg.validate()
     return cfg
@@ -158,6 +175,13 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         )
         return lines
     v = result["val"]
+    if v is None:
+        return [
+            f"{result['arch']}: trained {result['epochs_run']} epochs "
+            f"({result['seconds_per_epoch']:.0f} s/epoch) on folds {result['train_folds']}, "
+            "no validation fold: the last epoch is kept",
+            f"checkpoint: {result['out']}",
+        ]
     lines = [
         f"{result['arch']}: best epoch {result['best_epoch']} of {result['epochs_run']} "
         f"({result['seconds_per_epoch']:.0f} s/epoch), validation folds {result['val_folds']}",

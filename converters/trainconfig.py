@@ -42,6 +42,7 @@ class TrainConfig:
     input_size: int | None = None
     threads: int | None = None
     workers: int = 0
+    augment: str = "default"  # AugmentConfig preset: default | shift
 
     def validate(self) -> None:
         from .zoo import get_entry
@@ -56,7 +57,8 @@ class TrainConfig:
             (not 0 <= self.distill_alpha <= 1, "--distill-alpha must be in [0, 1]"),
             (not self.distill_temp > 0, "--distill-temp must be > 0"),
             (self.workers not in (0, 1, 2), "--workers must be 0, 1 or 2"),
-            (not self.train_folds or not self.val_folds, "train and val folds must be given"),
+            (self.augment not in ("default", "shift"), "--augment must be default or shift"),
+            (not self.train_folds, "train folds must be given"),
             (bool(set(self.train_folds) & set(self.val_folds)), "train and val folds overlap"),
             (self.test_fold in self.train_folds + self.val_folds, self._test_msg()),
             (self.pretrained and not entry.pretrained_available, self._no_weights_msg()),

@@ -170,6 +170,8 @@ def fold_sets(
     tr = load_images(split_set(root, rows, classes, train_folds).items)
     va = load_images(split_set(root, rows, classes, val_folds).items)
     for name, s in (("training", tr), ("validation", va)):
+        if name == "validation" and not val_folds:
+            continue  # no validation fold asked for (a final model on all training folds)
         if len(s.images) == 0:
             raise DataError(f"no readable {name} images under {root}")
     return tr, va

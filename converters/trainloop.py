@@ -164,8 +164,9 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         t_spec = preprocess_from_meta(t_meta)
         teacher = teacher.to(memory_format=torch.channels_last).eval()
     extra = [t_spec] if t_spec is not None and t_spec != spec else []
+    aug = AugmentConfig.preset(cfg.augment)
     # a map-style dataset by duck typing (__len__/__getitem__), not a torch Dataset subclass
-    ds: Any = AugmentedDataset(tr, spec, seed=cfg.seed, config=AugmentConfig(), extra_specs=extra)
+    ds: Any = AugmentedDataset(tr, spec, seed=cfg.seed, config=aug, extra_specs=extra)
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=cfg.batch_size,
@@ -177,7 +178,10 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    x_val = preprocess_all(va.images, spec)
+    size = spec.input_size
+    x_val = (
+        preprocess_all(va.images, spec) if va.images else np.zeros((0, 3, size, size), np.float32)
+    )
     y_val = va.labels
     config = {
         **asdict(cfg),
@@ -187,7 +191,8 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         "n_train": len(tr.images),
         "n_val": len(va.images),
         "skipped": tr.skipped + va.skipped,
-        "augment": AugmentConfig().to_dict(),
+        "augment": aug.to_dict(),
+        "augment_preset": cfg.augment,
         "torch": torch.__version__,
         # the architecture's source: a zoo edit (e.g. added drop-connect) changes training
         "arch_source_sha256": sha256_file(inspect.getsourcefile(type(model)) or ""),
@@ -206,12 +211,15 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             train_loss = _train_epoch(
                 model, loader, opt, cfg, epoch=epoch, teacher=teacher, two_views=bool(extra)
             )
-            logits = evaluate_logits(model, x_val)
-            val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
-            rep = classification_report(
-                y_val, softmax(logits), cfg.classes, positive_class=POSITIVE_CLASS
-            )
-            rep["loss"] = val_loss
+            if len(y_val):
+                logits = evaluate_logits(model, x_val)
+                val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
+                rep = classification_report(
+                    y_val, softmax(logits), cfg.classes, positive_class=POSITIVE_CLASS
+                )
+                rep["loss"] = val_loss
+            else:  # no validation fold: every epoch "improves", so the last one is kept
+                val_loss, rep = float("nan"), {"accuracy": float("nan"), "n": 0}
             secs = time.perf_counter() - t0
             row = {
                 "epoch": epoch,
@@ -221,18 +229,21 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
                 "seconds": secs,
             }
             history.append(row)
-            improved = rep["accuracy"] > best["acc"] or (
-                rep["accuracy"] == best["acc"] and val_loss < best["loss"]
+            improved = not len(y_val) or (
+                rep["accuracy"] > best["acc"]
+                or (rep["accuracy"] == best["acc"] and val_loss < best["loss"])
             )
             if improved:
                 best = {"acc": rep["accuracy"], "loss": val_loss, "epoch": epoch, "val": rep}
+                if not len(y_val):
+                    best["val"] = None
                 save_checkpoint(
                     cfg.out,
                     arch=cfg.arch,
                     classes=cfg.classes,
                     state_dict=model.state_dict(),
                     epoch=epoch,
-                    val=rep,
+                    val=best["val"],
                     train_config=config,
                     preprocess={**asdict(spec)},
                 )

@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tqdm",
         }:
             err = MissingDependencyError(
-                f"this command needs {e.name!r}: pip install 'mpox-edge[convert]'"
+                f"this command needs {e.name!r} (host side): from the checkout, "
+                "python3 -m pip install -e '.[convert]'"
             )
             print(f"mpox-edge {args.command}: error: {err}", file=sys.stderr)
             return err.exit_code

@@ -30,6 +30,7 @@ class FakeClassifier:
         manifest=SimpleNamespace(architecture="", positive_class=None, screening_threshold=None),
     )
     backend = SimpleNamespace(artifact=SimpleNamespace(sha256=""))
+    spec = None  # any frame size (the daemon decodes frames at full size)
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
@@ -148,3 +149,32 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait()
             raise
+
+
+class UnsureFakeClassifier(FakeClassifier):
+    """A FakeClassifier with the trust fields of ``Prediction``: the OOD score is the
+    frame's mean blue level in [0, 1], and ``unsure`` is that score >= ``threshold``;
+    its manifest records the same threshold, as a model with an ``ood`` record does."""
+
+    def __init__(self, threshold: float = 0.5, delay_s: float = 0.0) -> None:
+        super().__init__(delay_s)
+        manifest = SimpleNamespace(
+            positive_class="Monkeypox", screening_threshold=None, ood={"threshold": threshold}
+        )
+        self.model = SimpleNamespace(manifest=manifest)
+        self.threshold = threshold
+
+    def predict(
+        self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False
+    ) -> SimpleNamespace:
+        pred = super().predict(frame, color_order=color_order, with_features=with_features)
+        pred.ood_score = float(frame[..., 0 if color_order == "BGR" else 2].mean() / 255.0)
+        pred.unsure = pred.ood_score >= self.threshold
+        return pred
+
+
+def tinted(blue: int, red: int = 128, seed: int = 0, h: int = 240, w: int = 320) -> np.ndarray:
+    """A sharp, well exposed frame with mean blue about ``blue`` (the fake OOD score)."""
+    img = textured(h, w, red=red, seed=seed)
+    img[..., 0] = np.clip(img[..., 0].astype(int) - 125 + blue, 5, 245).astype(np.uint8)
+    return img

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import signal
 import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from mpox_edge.edge.kiosk.eventlog import EventLog, read_events, write_snapshot
 
 WRITER = """
@@ -91,3 +96,73 @@ def test_reader_ignores_garbage_lines(tmp_path: Path) -> None:
     assert list(read_events(p, errors=errors)) == [{"a": 1}, {"b": 2}]
     assert len(errors) == 1
     assert json.loads(json.dumps(list(read_events(tmp_path / "missing.jsonl")))) == []
+
+
+# -- disk full (issue 13, case 6) ----------------------------------------------------------------
+def _fill_and_recover(state: Path, caplog: Any, free: Any) -> None:
+    """Write until the disk is full, keep failing, then free space: nothing acknowledged is
+    lost, the first event after recovery is readable, the failures are counted and said
+    once (not once per event)."""
+    from mpox_edge.edge.kiosk import config
+    from mpox_edge.edge.kiosk.recorder import Recorder
+    from mpox_edge.edge.kiosk.telemetry import Telemetry
+
+    tel = Telemetry()
+    rec = Recorder(config.from_dict({"state_dir": str(state)}), tel)
+    ok: list[int] = []
+    with caplog.at_level(logging.ERROR, logger="mpox_edge.recorder"):
+        for i in range(400):
+            before = tel.get("events_written_total")
+            rec.event({"event": "decision", "i": i, "pad": "x" * 300})
+            if tel.get("events_written_total") > before:
+                ok.append(i)
+    failed = tel.get("events_failed_total")
+    assert failed > 100 and len(ok) + failed == 400
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "No space left on device" in errors[0].getMessage()
+    free()
+    rec.event({"event": "decision", "i": "after"})
+    rec.close()
+    bad: list[str] = []
+    got = [e["i"] for e in read_events(state / "events.jsonl", errors=bad)]
+    assert bad == [] and got == [*ok, "after"]  # every acknowledged event, and the next one
+
+
+def test_disk_full_on_a_real_filesystem(tmp_path: Path, caplog: Any) -> None:
+    """A 64 KB tmpfs mounted here (needs root, as CI runs): a real ENOSPC mid-line."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)])
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (no CAP_SYS_ADMIN)")
+    try:
+        filler = mnt / "filler"
+        filler.write_bytes(b"f" * 20_000)
+        _fill_and_recover(mnt, caplog, lambda: filler.unlink())
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_by_fault_injection(
+    tmp_path: Path, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same at the fd level (runs everywhere): os.write writes part of the line, then
+    ENOSPC, as a filesystem does when it fills mid-write."""
+    from mpox_edge.edge.kiosk import eventlog
+
+    real_write = os.write
+    state = {"room": 40_000, "full": True}
+
+    def write(fd: int, data: bytes) -> int:
+        if not state["full"]:
+            return real_write(fd, data)
+        if state["room"] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = real_write(fd, data[: state["room"]])
+        state["room"] -= n
+        return n
+
+    monkeypatch.setattr(eventlog.os, "write", write)
+    _fill_and_recover(tmp_path, caplog, lambda: state.update(full=False))

@@ -50,7 +50,7 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_probe_reports_without_loading() -> None:
     probes = {p.name: p for p in probe_all()}
     assert probes["onnxruntime"].available and "cpu" in probes["onnxruntime"].devices
-    assert set(probes) == {"onnxruntime", "openvino"}
+    assert set(probes) == {"onnxruntime", "openvino", "ncnn"}
 
 
 def test_backends_agree_and_unavailable_is_an_error(tiny_model_dir: Path) -> None:
@@ -161,6 +161,16 @@ def test_bench_json_report(tiny_model_dir: Path, image_dir: Path, tmp_path: Path
     assert rep["peak_rss_mb"] > 0 and rep["cold_start_s"] > 0
     assert "screening" in rep["accuracy"]
     assert "p50" in r.stdout and "peak RSS" in r.stdout
+    # the output explains itself: cold start's origin, the two frame rates, back-to-back,
+    # and a confusion matrix labelled with its classes
+    assert rep["cold_start_from"] == "interpreter" and not rep["cold_start_includes_selection"]
+    assert "interpreter start -> first prediction" in r.stdout
+    assert "mean of 1/end-to-end" in r.stdout and "frames / total" in r.stdout
+    assert "back-to-back = inference alone" in r.stdout
+    assert "rows are the true class, columns the predicted class" in r.stdout
+    assert any(
+        ln.split()[:1] == ["Monkeypox"] and len(ln.split()) == 5 for ln in r.stdout.splitlines()
+    )
 
 
 def test_bench_against_torch_finds_and_checks_the_checkpoint(
@@ -193,26 +203,20 @@ def test_bench_against_torch_finds_and_checks_the_checkpoint(
 
 def test_bench_auto_logs_candidates(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
     env = {**__import__("os").environ, "MPOX_EDGE_CACHE": str(tmp_path)}
-    r = _cli(
-        "bench",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(image_dir),
-        "--runs",
-        "5",
-        "--warmup",
-        "1",
-        "--no-accuracy",
-        "--json",
-        "-",
-        env=env,
-    )
+    args = ("bench", "--model", str(tiny_model_dir), "--data", str(image_dir))
+    args += ("--runs", "5", "--warmup", "1", "--no-accuracy", "--json", "-")
+    r = _cli(*args, env=env)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["backend"]["requested"] == "auto"
     assert rep["backend"]["selection"]["candidates"]
     assert "auto:" in r.stderr
+    # a first run measured the candidates, and says so and where the choice is cached
+    assert rep["cold_start_includes_selection"] is True
+    assert Path(rep["backend"]["selection"]["cache_file"]).parent == tmp_path
+    r = _cli(*args, env=env)
+    rep = json.loads(r.stdout)
+    assert rep["backend"]["selection"]["cached"] and not rep["cold_start_includes_selection"]
 
 
 @pytest.mark.parametrize("damage", ["tamper", "manifest", "missing"])

@@ -78,7 +78,7 @@ def test_augment_is_seeded_uint8_and_varied() -> None:
     assert a.dtype == np.uint8 and a.shape == (64, 64, 3) and a.flags.c_contiguous
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
         augment(img[..., 0], rng=np.random.default_rng(0), out_size=64)
 
 

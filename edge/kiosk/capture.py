@@ -111,6 +111,7 @@ class Capture:
         self._busy = False  # inside read(): only then can a stall be declared
         self._source: Source | None = None
         self._thread: threading.Thread | None = None
+        self._died_at = 0.0
 
     # -- control ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,8 +129,26 @@ class Capture:
     def ended(self) -> bool:
         return self.state == "ended"
 
+    @property
+    def alive(self) -> bool:
+        """False when the capture thread has died (a bug): /healthz then fails."""
+        t = self._thread
+        return self.state in ("ended", "stopped") or (t is not None and t.is_alive())
+
     def poll(self) -> None:
-        """Declare a stall when a read has not returned for ``read_timeout_s``, and restart."""
+        """Declare a stall when a read has not returned for ``read_timeout_s``, and restart;
+        start a dead capture thread again (at most every 5 s: /healthz shows it meanwhile)."""
+        if not self.alive and not self._stop.is_set():
+            now = time.monotonic()
+            if now - self._died_at > 5.0:
+                if self._died_at:
+                    log.error("capture thread died (%s); starting it again", self.last_error)
+                    self.telemetry.inc("capture_restarts_total")
+                    self._died_at = now
+                    self._spawn()
+                else:
+                    self._died_at = now
+            return
         if self._busy and time.monotonic() - self._alive_at > self.read_timeout_s:
             self._fail(f"read stalled for more than {self.read_timeout_s:g} s")
             stuck, self._source = self._source, None
@@ -163,6 +182,13 @@ class Capture:
             _close_quietly(src)
 
     def _run(self, gen: int) -> None:
+        try:
+            self._run_loop(gen)
+        except Exception as e:  # noqa: BLE001 - a bug here: recorded; poll() restarts us
+            log.exception("capture thread for %s died", self.uri)
+            self.last_error = f"{type(e).__name__}: {e}"
+
+    def _run_loop(self, gen: int) -> None:
         failed_before = self.state == "unavailable"
         while not self._stop.is_set() and gen == self._gen:
             try:
@@ -199,10 +225,14 @@ class Capture:
             self._alive_at, self._busy = time.monotonic(), True
             try:
                 frame = src.read()
-            except SourceEnded:
-                if not self.stop_at_end or gen != self._gen:
+            except SourceEnded as e:
+                # A finite source (a file without loop, a dir without watch) has ended: it
+                # stays ended, and says so in /status, instead of being replayed for ever.
+                if gen != self._gen:
                     raise
-                self._set_state("ended")
+                self._set_state("ended", str(e))
+                self.last_error = str(e)
+                log.info("source ended: %s", e)
                 return
             finally:
                 self._busy = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import socket
 import sys
@@ -30,6 +31,8 @@ else:  # pragma: no cover - Python 3.10
         tomllib = None
 
 DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
+DECISIONS = ("refer", "clear", "retake", "unsure")  # what the pipeline can answer
+MAX_SIDE = 16384  # pixels: a frame size of 1e8 would be a 28 TB warm-up frame
 
 
 @dataclass
@@ -40,15 +43,20 @@ class ModelConfig:
     precision: str = "fp32"
     threads: int = 0  # 0: all cores
     warmup: int = 5  # untimed frames before READY=1
+    # A sha256 mismatch anywhere in the model directory refuses it; true serves the intact
+    # artifacts with a loud warning (log, /status "integrity", /metrics model_integrity_ok)
+    allow_tampered: bool = False
 
     def check(self) -> list[str]:
         e = []
-        if self.backend not in ("auto", "onnxruntime", "openvino"):
-            e.append(f"backend must be auto, onnxruntime or openvino, not {self.backend!r}")
+        from ..model.backends import REGISTRY  # the registry names them, not a list here
+
+        if self.backend not in ("auto", *REGISTRY):
+            e.append(f"backend must be auto or one of {', '.join(REGISTRY)}, not {self.backend!r}")
         if self.precision not in ("fp32", "int8"):
             e.append(f"precision must be fp32 or int8, not {self.precision!r}")
-        if self.threads < 0 or self.warmup < 0:
-            e.append("threads and warmup must be >= 0")
+        if not 0 <= self.threads <= 256 or not 0 <= self.warmup <= 1000:
+            e.append("threads must be 0..256 and warmup 0..1000")
         if self.dir and not Path(self.dir).is_dir():
             e.append(f"dir {self.dir!r} is not a directory")
         return e
@@ -64,6 +72,9 @@ class SourceConfig:
     height: int = 720
     fps: int = 30
     mjpg: bool = True  # USB cameras: MJPG keeps 720p at 30 fps on USB 2
+    # No more pixels than the model and the checks need: picamera2's ISP-scaled stream, the
+    # smallest V4L2 mode >= 2x the model input, MJPEG decoded at 1/2-1/8 size (frames.py).
+    downscale: bool = True
     read_timeout_s: float = 5.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -72,12 +83,14 @@ class SourceConfig:
         e = []
         if not self.uri:
             e.append("uri must not be empty")
-        if self.width < 0 or self.height < 0 or self.fps < 0:
-            e.append("width, height and fps must be >= 0 (0: the camera's default)")
-        if self.read_timeout_s <= 0:
-            e.append("read_timeout_s must be > 0")
-        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
-            e.append("need 0 < backoff_initial_s <= backoff_max_s")
+        if not (0 <= self.width <= MAX_SIDE and 0 <= self.height <= MAX_SIDE):
+            e.append(f"width and height must be 0..{MAX_SIDE} (0: the camera's default)")
+        if not 0 <= self.fps <= 1000:
+            e.append("fps must be 0..1000 (0: the camera's default)")
+        if not 0 < self.read_timeout_s <= 600:
+            e.append("read_timeout_s must be in (0, 600]")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s <= 3600:
+            e.append("need 0 < backoff_initial_s <= backoff_max_s <= 3600")
         return e
 
 
@@ -88,10 +101,20 @@ class DecisionConfig:
     # (chosen on validation data for a target sensitivity, in its manifest), else 0.5.
     refer_threshold: float = 0.0
     smoothing: int = 5  # frames averaged for video sources (stills: 1)
-    min_sharpness: float = 40.0  # Laplacian variance on a 256-511 px grey copy; below: retake
-    min_brightness: float = 40.0  # mean grey level; below -> retake (too dark)
-    max_brightness: float = 215.0
-    max_clipped: float = 0.3  # fraction of pixels at 0-4 or 251-255; above -> retake
+    # "unsure" (see a health worker) when the model's manifest has an out-of-distribution
+    # score and threshold and the (smoothed) score crosses it; false: refer/clear only.
+    unsure: bool = True
+    # The quality gate (retake), measured on a 256-511 px copy. Defaults fitted by
+    # scripts/fit_quality_gate.py on real MSID + msld2-dev photos (fit on folds 0-2, checked
+    # on fold 3) and synthetic blur/exposure faults (docs/eval.md); 0 / 2 / 255 switch a rule off.
+    min_sharpness: float = 2.11492  # Laplacian variance; below: blurred
+    min_detail: float = 0.000262982  # fine detail along the weaker axis (see quality.py)
+    min_contrast: float = 0.0  # grey-level standard deviation; below: nothing in view
+    min_brightness: float = 0.0  # mean grey level; below: too dark
+    min_highlight: float = 118.15  # 99th-percentile grey level; below: too dark
+    max_brightness: float = 238.995  # mean grey level; above: too bright
+    max_saturated: float = 2.0  # blown-out share (tinted pixels twice), 0..2; above: too bright
+    max_clipped: float = 1.0  # fraction of pixels at 0-4 or 251-255; above: badly exposed
 
     def check(self) -> list[str]:
         e = []
@@ -103,8 +126,12 @@ class DecisionConfig:
             e.append(f"smoothing must be 1..300 frames, not {self.smoothing}")
         if not 0 <= self.min_brightness < self.max_brightness <= 255:
             e.append("need 0 <= min_brightness < max_brightness <= 255")
-        if self.min_sharpness < 0 or not 0 < self.max_clipped <= 1:
-            e.append("min_sharpness must be >= 0 and max_clipped in (0, 1]")
+        if min(self.min_sharpness, self.min_detail, self.min_contrast) < 0:
+            e.append("min_sharpness, min_detail and min_contrast must be >= 0")
+        if not 0 <= self.min_highlight <= 255:
+            e.append(f"min_highlight must be in 0..255, not {self.min_highlight}")
+        if not (0 < self.max_clipped <= 1 and 0 < self.max_saturated <= 2):
+            e.append("max_clipped must be in (0, 1] and max_saturated in (0, 2]")
         return e
 
 
@@ -139,11 +166,13 @@ class EventsConfig:
 
     def check(self) -> list[str]:
         e = []
-        if self.max_bytes < 4096 or self.backups < 0 or self.max_snapshots < 1:
-            e.append("need max_bytes >= 4096, backups >= 0 and max_snapshots >= 1")
-        bad = set(self.snapshot_labels) - {"refer", "clear", "retake"}
+        if not (4096 <= self.max_bytes <= 1 << 40 and 0 <= self.backups <= 1000):
+            e.append("need max_bytes in 4096..2**40 and backups in 0..1000")
+        if not 1 <= self.max_snapshots <= 1_000_000:
+            e.append("max_snapshots must be 1..1000000")
+        bad = set(self.snapshot_labels) - set(DECISIONS)
         if bad:
-            e.append(f"snapshot_labels: unknown decision(s) {sorted(bad)} (refer, clear, retake)")
+            e.append(f"snapshot_labels: unknown decision(s) {sorted(bad)} ({', '.join(DECISIONS)})")
         return e
 
 
@@ -249,8 +278,10 @@ def is_loopback(host: str) -> bool:
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is float:  # nan and inf are TOML floats: an infinite backoff is not a setting
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if typing.get_origin(tp) is list:
@@ -262,9 +293,12 @@ def _type_ok(value: Any, tp: Any) -> bool:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is list:
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        tp, str(tp)
-    )
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a finite number",
+        bool: "true or false",
+    }.get(tp, str(tp))
 
 
 def _build(cls: type, data: dict[str, Any], where: str, errors: list[str]) -> Any:
@@ -323,6 +357,12 @@ def load(
                 data = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+            ) from None
+        except RecursionError:
+            raise ConfigError(f"{p}: nested too deeply to be a configuration") from None
         except OSError as e:
             raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
     elif path is not None:

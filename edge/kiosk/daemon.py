@@ -24,16 +24,27 @@ from ..errors import MpoxEdgeError
 from ..explain.overlay import Explainer
 from . import config
 from .capture import Backoff, Capture, LatestFrame
+from .frames import FrameNeed
 from .httpapi import ApiServer
+from .inbox import InboxRecord
 from .pipeline import ClassifierLike, Pipeline, Result
 from .recorder import Recorder
 from .sdnotify import Notifier
-from .sources import Source, open_source
+from .sources import DirSource, Source, open_source
 from .status import DaemonView
 from .telemetry import Telemetry
 from .webui import WebUI
 
 log = logging.getLogger("mpox_edge.daemon")
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one log line: a config error lists its problems joined by '; '."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""]
+    text = lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
+    return text if isinstance(e, MpoxEdgeError) else f"{type(e).__name__}: {text}".rstrip(": ")
+
+
 ClassifierFactory = Callable[[config.Config], ClassifierLike]
 
 
@@ -51,6 +62,7 @@ def open_classifier(cfg: config.Config) -> ClassifierLike:
         threads=m.threads or None,
         cache_dir=cache_dir_default(cfg.state_dir),  # the cache bench uses too
         log=log.info,
+        allow_tampered=m.allow_tampered,
         # the capture thread shares the cores: ONNX Runtime must not spin-wait between frames;
         # a TensorRT engine cache must live in the writable state directory (ProtectSystem)
         spin=False,
@@ -72,7 +84,9 @@ class Daemon:
         self.cfg = cfg
         self.reload_config = reload_config
         self.classifier_factory = classifier_factory
-        self.source_factory = source_factory or (lambda sc: open_source(sc.uri, sc))
+        self.source_factory = source_factory or (
+            lambda sc: open_source(sc.uri, sc, self.frame_need())
+        )
         self.notifier = notifier or Notifier()
         self.once = once
         self.telemetry = Telemetry()
@@ -90,6 +104,9 @@ class Daemon:
         self._reload = threading.Event()
         self.heartbeat = time.monotonic()
         self._camera_state = ""
+        self.last_reload: dict[str, Any] | None = None  # shown in /status
+        self._inboxes: dict[str, InboxRecord] = {}  # dir:// records, kept across reconnects
+        self._cpu0 = (0.0, 0)  # process CPU time and decisions at READY
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,6 +126,7 @@ class Daemon:
         self._start_http(cfg)
         self._start_capture(cfg)
         self._event({"event": "start", "version": __version__, **self.model_info()})
+        self._cpu0 = (time.process_time(), self.telemetry.get("frames_processed_total"))
         self.notifier.ready(f"ready; camera {self.capture.state if self.capture else '-'}")
         log.info("ready: %s on %s", self.model_info()["model"], self.model_info()["backend"])
 
@@ -129,7 +147,12 @@ class Daemon:
             try:
                 view = DaemonView(self)
                 self.http = ApiServer(
-                    view, cfg.http.host, cfg.http.port, cfg.http.token, routes=self.webui
+                    view,
+                    cfg.http.host,
+                    cfg.http.port,
+                    cfg.http.token,
+                    routes=self.webui,
+                    count=self.telemetry.inc,
                 ).start()
             except OSError as e:
                 raise config.ConfigError(
@@ -137,10 +160,39 @@ class Daemon:
                 ) from None
             log.info("listening on %s", self.http.url)
 
+    def _open_source(self, cfg: config.Config) -> Source:
+        """The configured source; a watched dir:// inbox gets the persistent record."""
+        src = self.source_factory(cfg.source)
+        if isinstance(src, DirSource):
+            key = str(src.path.resolve())
+            rec = self._inboxes.get(key)
+            if rec is None:
+                keep = cfg.source.watch and not cfg.source.loop
+                rec = InboxRecord(src.path, cfg.state_dir if keep else None)
+                self._inboxes[key] = rec
+            src.attach(rec, self._unreadable)
+        return src
+
+    def _unreadable(self, name: str, reason: str) -> None:
+        """A dir:// photo that cannot be screened: counted, one log line, one event."""
+        self.telemetry.inc("photos_unreadable_total")
+        log.warning("unreadable photo: %s", reason)
+        self._event({"event": "unreadable", "name": name, "reason": reason})
+
+    def frame_need(self) -> FrameNeed:
+        """The pixels the model, the quality check and the ROI need from each frame."""
+        spec = self.classifier.spec if self.classifier is not None else None
+        size = spec.input_size if spec is not None else 0
+        if not size:
+            return FrameNeed()
+        cfg = self.cfg
+        full = cfg.events.snapshots  # snapshots keep the camera's full resolution
+        return FrameNeed.for_model(size, roi=cfg.roi.enabled, full_view=full)
+
     def _start_capture(self, cfg: config.Config) -> None:
         sc = cfg.source
         self.capture = Capture(
-            lambda: self.source_factory(sc),
+            lambda: self._open_source(cfg),
             self.buffer,
             self.telemetry,
             backoff=Backoff(sc.backoff_initial_s, sc.backoff_max_s),
@@ -169,14 +221,18 @@ class Daemon:
             self._note_camera()
             frame = self.buffer.get(timeout=0.1)
             if frame is None:
-                if self.capture.ended:
-                    break
+                if self.capture.ended and self.once:
+                    break  # in service mode an ended file stays ended (see /status)
                 continue
             try:
                 r = self.pipeline.process(frame)
             except Exception as e:  # noqa: BLE001 - one bad frame must not stop the kiosk
                 self.telemetry.inc("frames_failed_total")
-                log.error("frame %d failed: %s", frame.seq, e)
+                log.error("frame %d failed: %s", frame.seq, one_line(e))
+                if frame.still:  # a person's photo: its outcome is logged, once
+                    self._event({"event": "failed", "name": frame.name, "error": one_line(e)})
+                if frame.ack:
+                    frame.ack(self.recorder.last_ok)
                 continue
             self.telemetry.observe_ms(r.timings_ms)
             self.telemetry.decided(r.decision.label)
@@ -186,6 +242,8 @@ class Daemon:
                 self.pipeline.positive_class,
                 self.model_info(True),
             )
+            if frame.ack:  # after the decision is in the log: a dir:// photo is done
+                frame.ack(self.recorder.last_ok)
             self.latest = r
             if self.on_result is not None:
                 self.on_result(r)
@@ -207,37 +265,55 @@ class Daemon:
             self.recorder.close()
         if self.classifier is not None:
             self.classifier.close()
+        for rec in self._inboxes.values():
+            rec.close()
 
     # -- SIGHUP -------------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the config; apply what changed, or keep everything if it does not validate."""
+        """Re-read the config; apply what changed, or keep everything if anything fails.
+
+        No failure of a reload may stop a running kiosk (issue 13): a config that does not
+        decode or validate, a model that does not load or disagrees with its manifest, or a
+        bug are all one log line, a ``reload ok:false`` event and a line in /status.
+        """
         if self.reload_config is None:
             return
         self.notifier.reloading()
-        old = self.cfg
         try:
-            new = self.reload_config()
-            assert self.pipeline is not None
-            prev = clf = self.pipeline.classifier  # the running model (== self.classifier)
-            if asdict(new.model) != asdict(old.model):
-                with self.notifier.keepalive():
-                    clf = self._load_model(new)
-            self.pipeline.classifier = clf
-            try:
-                self.pipeline.configure(new.decision, new.roi)
-            except MpoxEdgeError:
-                self.pipeline.classifier = prev
-                if clf is not prev:
-                    clf.close()
-                raise
-            if clf is not prev:
-                prev.close()
-                self.classifier = clf
-        except MpoxEdgeError as e:
-            log.error("reload rejected, keeping the running configuration: %s", e)
-            self._event({"event": "reload", "ok": False, "error": str(e)})
+            new = self._apply_reload()
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            msg = one_line(e)
+            log.error("reload rejected, keeping the running configuration: %s", msg)
+            self.telemetry.inc("reloads_failed_total")
+            self.last_reload = {"ok": False, "error": msg, "at": time.time()}
+            self._event({"event": "reload", "ok": False, "error": msg})
             self.notifier.ready("reload rejected: see the journal")
             return
+        self.last_reload = {"ok": True, "error": "", "at": time.time(), "config": new.origin}
+        self._event({"event": "reload", "ok": True})
+        self.notifier.ready("reloaded")
+        log.info("configuration reloaded from %s", new.origin)
+
+    def _apply_reload(self) -> config.Config:
+        assert self.reload_config is not None and self.pipeline is not None
+        old = self.cfg
+        new = self.reload_config()
+        clf = self.pipeline.classifier  # the running model (== self.classifier)
+        if asdict(new.model) != asdict(old.model):
+            with self.notifier.keepalive():
+                clf = self._load_model(new)
+        prev: Any = self.pipeline.classifier
+        self.pipeline.classifier = clf
+        try:
+            self.pipeline.configure(new.decision, new.roi)
+        except BaseException:
+            self.pipeline.classifier = prev
+            if clf is not prev:
+                clf.close()
+            raise
+        if clf is not prev:
+            prev.close()
+            self.classifier = clf
         self.pipeline.with_features = self.explainer.wanted(new)
         if self.recorder:
             self.recorder.reconfigure(new)
@@ -247,9 +323,7 @@ class Daemon:
         if asdict(new.http) != asdict(old.http):
             self._restart_http(old, new)
         self.cfg = new
-        self._event({"event": "reload", "ok": True})
-        self.notifier.ready("reloaded")
-        log.info("configuration reloaded from %s", new.origin)
+        return new
 
     # -- outputs ------------------------------------------------------------------------------
     def _restart_http(self, old: config.Config, new: config.Config) -> None:
@@ -271,11 +345,10 @@ class Daemon:
         if cap is None or cap.state == self._camera_state:
             return
         self._camera_state = cap.state
-        if cap.state in ("streaming", "unavailable"):
+        if cap.state in ("streaming", "unavailable", "ended"):
             self._event({"event": "camera", "state": cap.state, "error": cap.last_error})
             self.notifier.status(
-                f"camera {cap.state}"
-                + (f": {cap.last_error}" if cap.state == "unavailable" else "")
+                f"camera {cap.state}" + (f": {cap.last_error}" if cap.state != "streaming" else "")
             )
 
     def model_info(self, short: bool = False) -> dict[str, str]:
@@ -286,6 +359,15 @@ class Daemon:
         if not short:
             info["model"] = str(clf.model.path)
         return info
+
+    def cpu_ms_per_decision(self) -> float | None:
+        """Process CPU time (every thread: capture, decode, model) per decision since ready.
+
+        What a device pays per answer, independent of how busy the machine is otherwise;
+        None before the first decision."""
+        cpu0, n0 = self._cpu0
+        n = self.telemetry.get("frames_processed_total") - n0
+        return (time.process_time() - cpu0) * 1e3 / n if n > 0 else None
 
     def counts(self) -> dict[str, int]:
         return {k.removesuffix("_total"): v for k, v in self.telemetry.counters.items()}

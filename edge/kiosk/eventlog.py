@@ -4,8 +4,9 @@ Each event is one ``write()`` of a complete line on an ``O_APPEND`` descriptor f
 ``fsync``, so after a crash the file holds every acknowledged event and at most one torn
 line at the very end. On reopen we start on a fresh line, and ``read_events`` skips lines
 that do not parse, so the torn tail costs exactly the event that was being written.
-Rotation is by size (``events.jsonl`` -> ``events.jsonl.1`` ...). Snapshots are off by
-default (patient images); when on, they are written atomically with mode 0600.
+A write that fails (disk full) is cut back to the last complete line. Rotation is by
+size (``events.jsonl`` -> ``events.jsonl.1`` ...). Snapshots are off by default (patient
+images); when on, they are written atomically with mode 0600.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class EventLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._size = 0
+        self._resync = False
         self._open()
         self.seq = last_seq(self.path)  # every event gets the next number: its id on MQTT
 
@@ -84,14 +86,31 @@ class EventLog:
             if self._size and self._size + len(line) > self.max_bytes:
                 self._rotate()
             assert self._fd is not None
-            written = os.write(self._fd, line)
-            while written < len(line):  # short writes are rare but legal
-                written += os.write(self._fd, line[written:])
-            if self.fsync:
-                os.fsync(self._fd)
+            if self._resync:  # an earlier failed write could not be cut back
+                line = b"\n" + line
+            try:
+                written = os.write(self._fd, line)
+                while written < len(line):  # short writes are legal; ENOSPC raises here
+                    written += os.write(self._fd, line[written:])
+                if self.fsync:
+                    os.fsync(self._fd)
+            except OSError:
+                self._cut_back()
+                raise
             self._size += len(line)
             self.seq = event["seq"]
+            self._resync = False
         return event
+
+    def _cut_back(self) -> None:
+        """Disk full mid-line: truncate to the last complete line, so that the next event,
+        once there is space again, starts on a line of its own instead of being glued onto
+        a fragment (and lost to readers although counted as written)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            self._resync = True  # cannot cut: begin the next write with a newline instead
 
     def _rotate(self) -> None:
         self._close_fd()

@@ -19,6 +19,8 @@ import json
 import logging
 import socket
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -47,18 +49,114 @@ class Routes(Protocol):
         ...
 
 
+class _Conn:
+    __slots__ = ("deadline", "reading", "since")
+
+    def __init__(self, deadline: float | None) -> None:
+        self.since = time.monotonic()
+        self.deadline = deadline
+        self.reading = True  # still receiving the request: may be evicted at the cap
+
+
 class _Server(ThreadingHTTPServer):
+    """Limits at the connection layer, under every route (issue 13).
+
+    A request must arrive and be answered within ``request_deadline_s`` (a slow-loris
+    client that trickles a header byte every few seconds never trips the per-read
+    timeout, so a reaper thread shuts such sockets down), and at most ``max_connections``
+    are open at once: at the cap the oldest connection still sending its request is
+    dropped for the new one, so idle or trickling clients cannot lock others out; if all
+    are busy answering, the new one gets a 503. Long responses (a stream) lift their own
+    deadline with ``_Handler.lift_deadline()``.
+    """
+
     daemon_threads = True  # a slow client never holds up shutdown
     allow_reuse_address = True
     request_queue_size = 16
+    max_connections = 32
+    request_deadline_s = 15.0
     provider: Provider
     token: str
     routes: Routes | None = None
 
-    def __init__(self, addr: tuple[str, int], handler: type, ipv6: bool) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        handler: type,
+        ipv6: bool,
+        count: Callable[[str], None] | None = None,
+    ) -> None:
         if ipv6:
             self.address_family = socket.AF_INET6
         super().__init__(addr, handler)
+        self.count = count or (lambda _name: None)
+        self._conns: dict[socket.socket, _Conn] = {}
+        self._lock = threading.Lock()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        victim = None
+        with self._lock:
+            if len(self._conns) >= self.max_connections:
+                slow = [(c.since, s) for s, c in self._conns.items() if c.reading]
+                if not slow:
+                    self.count("http_refused_total")
+                    _refuse(request)
+                    return False
+                victim = min(slow, key=lambda t: t[0])[1]
+                del self._conns[victim]
+            self._conns[request] = _Conn(time.monotonic() + self.request_deadline_s)
+        if victim is not None:
+            self.count("http_refused_total")
+            _shut(victim)
+        return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._conns.pop(request, None)
+
+    def mark(self, sock: Any, *, reading: bool, deadline: float | None = -1.0) -> None:
+        with self._lock:
+            c = self._conns.get(sock)
+            if c is not None:
+                c.reading = reading
+                if deadline is None or deadline >= 0:
+                    c.deadline = deadline
+
+    def reap(self) -> None:
+        """Shut down every connection past its deadline (called by the reaper thread)."""
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                s for s, c in self._conns.items() if c.deadline is not None and now > c.deadline
+            ]
+            for s in late:
+                self._conns[s].deadline = None
+        for s in late:
+            self.count("http_timeouts_total")
+            _shut(s)
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+
+def _shut(sock: Any) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # the handler's blocking read returns at once
+    except OSError:
+        pass
+
+
+def _refuse(sock: Any) -> None:
+    try:
+        sock.setblocking(False)
+        sock.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    except OSError:
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,7 +164,32 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "mpox-edge"
     protocol_version = "HTTP/1.1"
     timeout = 10  # a client that stops talking frees its thread
-    streaming = False  # True once a route holds the connection open (SSE, MJPEG)
+    _streaming = False
+
+    @property
+    def streaming(self) -> bool:
+        """True once a route holds the connection open (SSE, MJPEG): no overall deadline."""
+        return self._streaming
+
+    @streaming.setter
+    def streaming(self, value: bool) -> None:
+        self._streaming = value
+        if value:
+            self.lift_deadline()
+
+    def handle_one_request(self) -> None:
+        deadline = time.monotonic() + self.server.request_deadline_s
+        self.server.mark(self.connection, reading=True, deadline=deadline)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.server.mark(self.connection, reading=False)  # headers in: now answering
+        return ok
+
+    def lift_deadline(self) -> None:
+        """For a long-lived response (a stream): no overall deadline, per-write timeouts only."""
+        self.server.mark(self.connection, reading=False, deadline=None)
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.address_string(), *args)
@@ -163,8 +286,9 @@ class ApiServer:
         port: int = 8080,
         token: str = "",
         routes: Routes | None = None,
+        count: Callable[[str], None] | None = None,
     ) -> None:
-        self.httpd = _Server((host, port), _Handler, ipv6=":" in host)
+        self.httpd = _Server((host, port), _Handler, ipv6=":" in host, count=count)
         self.httpd.provider = provider
         self.httpd.token = token
         self.httpd.routes = routes
@@ -173,6 +297,8 @@ class ApiServer:
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
         )
+        self._closed = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="http-reaper", daemon=True)
 
     @property
     def url(self) -> str:
@@ -181,9 +307,15 @@ class ApiServer:
 
     def start(self) -> ApiServer:
         self._thread.start()
+        self._reaper.start()
         return self
 
+    def _reap(self) -> None:
+        while not self._closed.wait(0.25):
+            self.httpd.reap()
+
     def close(self) -> None:
+        self._closed.set()
         if self._thread.is_alive():
             self.httpd.shutdown()
         self.httpd.server_close()

@@ -26,12 +26,17 @@ import numpy as np
 from ..errors import ConfigError
 from ..model.backends import Backend
 from ..model.dataset import match_class
-from ..model.manifest import Manifest, ModelDir
+from ..model.manifest import Manifest, ModelDir, Preprocess
 from .config import DecisionConfig, RoiConfig
+from .quality import (  # noqa: F401 - the gate lived here; its names stay importable
+    QUALITY_SIDE,
+    Quality,
+    assess_quality,
+    quality_measures,
+)
 from .sources import Frame
 
 log = logging.getLogger("mpox_edge.pipeline")
-QUALITY_SIDE = 256  # quality is measured on a grey copy 256-511 px (shorter side): stable, cheap
 DEFAULT_REFER_THRESHOLD = 0.5  # when neither the config nor the model names one
 SMOOTH_GAP_S = 2.0  # a pause longer than this (camera outage, new person) restarts smoothing
 
@@ -44,6 +49,11 @@ class ClassifierLike(Protocol):
 
     @property
     def model(self) -> ModelDir: ...
+
+    @property
+    def spec(self) -> Preprocess | None:
+        """The model's input (None: a fake that takes frames of any size)."""
+        ...
 
     @property
     def backend(self) -> Backend: ...
@@ -59,22 +69,14 @@ class ClassifierLike(Protocol):
 
 
 @dataclass(frozen=True)
-class Quality:
-    sharpness: float  # variance of the Laplacian
-    brightness: float  # mean grey level 0..255
-    clipped: float  # fraction of nearly black or nearly white pixels
-    ok: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class Decision:
-    label: str  # refer | clear | retake
+    label: str  # refer | clear | retake | unsure
     p_positive: float  # smoothed probability of the positive class (NaN for a retake)
     top_class: str
     top_prob: float
     window: int  # frames averaged
     reason: str
+    ood_score: float = math.nan  # smoothed out-of-distribution score (NaN: the model has none)
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON form (event log, /status, ``serve --once``); NaN becomes null."""
@@ -85,6 +87,7 @@ class Decision:
             "top_class": self.top_class,
             "top_prob": _finite(self.top_prob),
             "window": self.window,
+            "ood_score": _finite(self.ood_score),
         }
 
 
@@ -100,34 +103,6 @@ class Result:
     prediction: Any = None  # runtime.Prediction, None for a retake
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h in the frame
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def assess_quality(image: np.ndarray, color_order: str, cfg: DecisionConfig) -> Quality:
-    """Sharpness and exposure with OpenCV on a downscaled grey copy."""
-    # Halve until the shorter side is QUALITY_SIDE..2*QUALITY_SIDE (exact 2x2 averaging is
-    # OpenCV's fast path), then go grey: 0.6 ms for 720p here, 3x less than grey first.
-    small = image
-    while min(small.shape[:2]) >= 2 * QUALITY_SIDE:
-        small = cv2.resize(
-            small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA
-        )
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY if color_order == "BGR" else cv2.COLOR_RGB2GRAY)
-    _, sd = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
-    sharp = float(sd[0, 0]) ** 2
-    hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
-    total = float(hist.sum()) or 1.0
-    bright = float(np.dot(hist, np.arange(256))) / total
-    clipped = float(hist[:5].sum() + hist[251:].sum()) / total
-    reason = ""
-    if bright < cfg.min_brightness:
-        reason = f"too dark (brightness {bright:.0f} < {cfg.min_brightness:g})"
-    elif bright > cfg.max_brightness:
-        reason = f"too bright (brightness {bright:.0f} > {cfg.max_brightness:g})"
-    elif clipped > cfg.max_clipped:
-        reason = f"badly exposed ({clipped:.0%} of pixels clipped)"
-    elif sharp < cfg.min_sharpness:
-        reason = f"blurred (sharpness {sharp:.0f} < {cfg.min_sharpness:g})"
-    return Quality(sharp, bright, clipped, not reason, reason)
 
 
 class RoiFinder:
@@ -218,6 +193,15 @@ def refer_threshold(cfg: DecisionConfig, manifest: Manifest, same_class: bool) -
     return DEFAULT_REFER_THRESHOLD, "default"
 
 
+def ood_threshold(manifest: Any) -> float | None:
+    """The OOD score at or above which the model is "unsure" (its manifest's ``ood``)."""
+    rec = getattr(manifest, "ood", None)
+    v = rec.get("threshold", rec.get("value")) if isinstance(rec, dict) else None
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None
+
+
 class Pipeline:
     def __init__(
         self,
@@ -230,6 +214,7 @@ class Pipeline:
         self.classifier = classifier
         self.with_features = with_features
         self._window: deque[np.ndarray] = deque(maxlen=cfg.smoothing)
+        self._ood: deque[tuple[float, bool]] = deque(maxlen=cfg.smoothing)  # score, unsure
         self._last_t = -math.inf
         self.configure(cfg, roi)
 
@@ -241,11 +226,13 @@ class Pipeline:
         self.threshold, self.threshold_source = refer_threshold(
             cfg, manifest, self.positive_class == manifest_pos
         )
+        self.ood_threshold = ood_threshold(manifest)
         self.cfg = cfg
         if getattr(self, "roi_cfg", None) != roi:
             self.roi_cfg, self.roi = roi, RoiFinder(roi)
         if self._window.maxlen != cfg.smoothing:
             self._window = deque(self._window, maxlen=cfg.smoothing)
+            self._ood = deque(self._ood, maxlen=cfg.smoothing)
 
     @property
     def positive_class(self) -> str:
@@ -271,24 +258,55 @@ class Pipeline:
         for k in ("preprocess", "inference", "postprocess"):
             if k in pred.timings_ms:
                 timings[k] = pred.timings_ms[k]
-        d = self._decide(np.asarray(pred.probs, np.float64), frame)
+        d = self._decide(pred, frame)
         timings["end_to_end"] = (time.perf_counter() - t0) * 1e3
         return Result(frame, d, q, pred, box, self._with_age(timings, frame))
 
-    def _decide(self, probs: np.ndarray, frame: Frame) -> Decision:
+    def _decide(self, pred: Any, frame: Frame) -> Decision:
+        """Smooth, then: unsure (see a health worker) before refer/clear at the threshold."""
         if frame.still or frame.t_capture - self._last_t > SMOOTH_GAP_S:
             self._window.clear()
+            self._ood.clear()
         self._last_t = frame.t_capture
+        probs = np.asarray(pred.probs, np.float64)
         self._window.append(probs)
+        score = getattr(pred, "ood_score", None)
+        self._ood.append(
+            (math.nan if score is None else float(score), bool(getattr(pred, "unsure", False)))
+        )
         avg = np.mean(self._window, axis=0) if len(self._window) > 1 else probs
         p = float(avg[self.pos])
         top = int(avg.argmax())
+        unsure, ood, why_unsure = self._unsure()
         thr = self.threshold
         label = "refer" if p >= thr else "clear"
         why = f"p({self.positive_class}) {p:.2f} {'>=' if p >= thr else '<'} {thr:g}"
+        if unsure:
+            label, why = "unsure", f"{why_unsure}; {why}"
         return Decision(
-            label, p, self.classifier.classes[top], float(avg[top]), len(self._window), why
+            label, p, self.classifier.classes[top], float(avg[top]), len(self._window), why, ood
         )
+
+    def _unsure(self) -> tuple[bool, float, str]:
+        """Is the model unsure over the window? (decision, smoothed score, reason).
+
+        One frame: the model's own ``unsure``. Several: the mean OOD score against the
+        manifest's threshold, so one odd frame neither raises nor clears it; a model
+        without a score or threshold: the majority of its ``unsure`` answers.
+        """
+        scores = [s for s, _ in self._ood if math.isfinite(s)]
+        ood = float(np.mean(scores)) if scores else math.nan
+        if not self.cfg.unsure:
+            return False, ood, ""
+        thr = self.ood_threshold
+        if len(self._ood) > 1 and thr is not None and len(scores) == len(self._ood):
+            if ood >= thr:
+                return True, ood, f"unsure: OOD score {ood:.3g} >= {thr:g}, see a health worker"
+            return False, ood, ""
+        flags = [u for _, u in self._ood]
+        if flags and 2 * sum(flags) > len(flags) or (len(flags) == 1 and flags[0]):
+            return True, ood, "unsure: unlike what the model was trained on, see a health worker"
+        return False, ood, ""
 
     @staticmethod
     def _with_age(timings: dict[str, float], frame: Frame) -> dict[str, float]:

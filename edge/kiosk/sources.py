@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -24,15 +26,20 @@ from urllib.parse import parse_qsl, urlsplit
 import cv2
 import numpy as np
 
-from ..errors import DataError, SourceError
+from ..errors import DataError, SourceError, shown
 from ..model.dataset import IMAGE_SUFFIXES, is_own_output, read_image
 from .config import SourceConfig
-
-PICAMERA_HELP = (
-    "csi:// needs picamera2, which comes from Raspberry Pi OS, not PyPI: "
-    "sudo apt install python3-picamera2, and create the venv with "
-    "--system-site-packages so it can see it (deploy/install.sh does both)"
+from .frames import (
+    FrameNeed,
+    decode_jpeg,
+    jpeg_size,
+    reduction,
+    smallest_mode,
+    v4l2_modes,
 )
+from .inbox import InboxRecord, photo_key
+
+log = logging.getLogger("mpox_edge.sources")
 
 
 class SourceEnded(SourceError):
@@ -47,6 +54,23 @@ class Frame:
     t_capture: float  # time.monotonic() when it was read
     name: str = ""  # the file of a dir:// frame
     still: bool = False  # an independent photo: no temporal smoothing
+    # called with True once the frame's outcome is in the event log (dir:// marks the photo
+    # screened), with False when it could not be logged (the photo is screened again)
+    ack: Callable[[bool], None] | None = field(default=None, compare=False, repr=False)
+    # Full-resolution sources of a reduced ``image`` (frames.py), for a snapshot or the
+    # kiosk view that wants every pixel: picamera2's main stream, or the camera's JPEG.
+    full: np.ndarray | None = None
+    jpeg: np.ndarray | None = None
+
+    def full_image(self) -> np.ndarray:
+        """The frame at the camera's resolution (decoded now if it came as a JPEG)."""
+        if self.full is not None:
+            return self.full
+        if self.jpeg is not None:
+            img = decode_jpeg(self.jpeg, 1)
+            if img is not None:
+                return img
+        return self.image
 
 
 class Source:
@@ -59,6 +83,7 @@ class Source:
     def __init__(self, uri: str, cfg: SourceConfig) -> None:
         self.uri = uri
         self.cfg = cfg
+        self.need = FrameNeed()  # set by open_source: how many pixels the consumers need
         self._seq = itertools.count()
 
     def open(self) -> None: ...
@@ -68,8 +93,17 @@ class Source:
 
     def close(self) -> None: ...
 
-    def _frame(self, image: np.ndarray, order: str = "BGR", name: str = "") -> Frame:
-        return Frame(image, order, next(self._seq), time.monotonic(), name, self.still)
+    def _frame(
+        self,
+        image: np.ndarray,
+        order: str = "BGR",
+        name: str = "",
+        *,
+        full: np.ndarray | None = None,
+        jpeg: np.ndarray | None = None,
+    ) -> Frame:
+        t = time.monotonic()
+        return Frame(image, order, next(self._seq), t, name, self.still, full=full, jpeg=jpeg)
 
     def __enter__(self) -> Source:
         self.open()
@@ -100,6 +134,31 @@ class OpenCVSource(Source):
         self.cap: cv2.VideoCapture | None = None
         self._period = 0.0
         self._due: float | None = None
+        self._raw = False  # the capture hands over JPEG bytes; we decode (reduced) ourselves
+        self.mode: tuple[int, int] | None = None  # the V4L2 mode asked for
+        self.scale = 1  # the last frame's DCT reduction
+
+    def _camera_size(self, cap: cv2.VideoCapture) -> tuple[int, int]:
+        """Width x height to ask a camera for: the configured size, or with ``downscale``
+        the smallest mode it offers with at least twice the model input on its shorter side."""
+        size = (self.cfg.width, self.cfg.height)
+        if self.cfg.downscale and self.need.short_side and self.api == cv2.CAP_V4L2:
+            want = FrameNeed(max(self.need.short_side, 2 * self.need.input_size))
+            fmt = "MJPG" if self.cfg.mjpg else "YUYV"
+            mode = smallest_mode(v4l2_modes(self.target, fmt), want)
+            if mode and (not all(size) or mode[0] * mode[1] < size[0] * size[1]):
+                size = mode
+        return size
+
+    def _want_raw(self, cap: cv2.VideoCapture) -> bool:
+        """MJPEG in, reduction possible: take the JPEG bytes and decode at reduced size."""
+        if not (self.cfg.downscale and self.need.short_side):
+            return False
+        if self.camera:
+            return bool(self.cfg.mjpg)
+        code = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return code.upper() in ("MJPG", "JPEG") and reduction(w, h, self.need) > 1
 
     def open(self) -> None:
         if self.finite and not Path(str(self.target)).is_file():
@@ -116,14 +175,25 @@ class OpenCVSource(Source):
         if self.camera:  # set after opening: V4L2 rejects most of these as open() parameters
             if self.cfg.mjpg:
                 cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
+            self.mode = self._camera_size(cap)
             for prop, v in (
-                (cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width),
-                (cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height),
+                (cv2.CAP_PROP_FRAME_WIDTH, self.mode[0]),
+                (cv2.CAP_PROP_FRAME_HEIGHT, self.mode[1]),
                 (cv2.CAP_PROP_FPS, self.cfg.fps),
             ):
                 if v:
                     cap.set(prop, v)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not one from a queue
+            # V4L2 hands over the MJPEG buffer itself instead of decoding it at full size
+            self._raw = self._want_raw(cap) and bool(cap.set(cv2.CAP_PROP_CONVERT_RGB, 0))
+        elif self.finite and self._want_raw(cap):
+            # FFmpeg's raw mode: the demuxed packets, i.e. each frame's JPEG
+            raw = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+            if raw.isOpened():
+                cap.release()
+                cap, self._raw = raw, True
+            else:
+                raw.release()
         if self.finite and self.cfg.realtime:
             fps = cap.get(cv2.CAP_PROP_FPS)
             self._period = 1.0 / (fps if 1.0 <= fps <= 1000.0 else 30.0)
@@ -138,6 +208,24 @@ class OpenCVSource(Source):
             time.sleep(self._due - now)
         self._due += self._period
 
+    def _decoded(self, img: np.ndarray) -> Frame | None:
+        if self._raw and (img.ndim == 1 or img.shape[0] == 1):  # JPEG bytes
+            buf = img.ravel()
+            size = jpeg_size(buf)
+            if size is None:  # the camera ignored MJPG (raw YUYV...): let OpenCV convert again
+                self._raw = False
+                if self.cap is not None:
+                    self.cap.set(cv2.CAP_PROP_CONVERT_RGB, 1)
+                return None
+            self.scale = reduction(*size, self.need)
+            out = decode_jpeg(buf, self.scale)
+            if out is None:
+                return None  # a corrupt frame: skipped, the next one comes
+            return self._frame(out, jpeg=buf if self.scale > 1 else None)
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        return self._frame(img)
+
     def read(self) -> Frame | None:
         if self.cap is None:
             raise SourceError(f"{self.uri} is not open")
@@ -145,14 +233,12 @@ class OpenCVSource(Source):
             self._pace()
         ok, img = self.cap.read()
         if ok and img is not None:
-            if img.ndim == 2:
-                img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-            return self._frame(img)
+            return self._decoded(img)
         if self.finite:
             if self.cfg.loop and self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
                 ok, img = self.cap.read()
                 if ok and img is not None:
-                    return self._frame(img)
+                    return self._decoded(img)
             raise SourceEnded(f"{self.uri}: end of video")
         raise SourceError(f"{self.uri}: no frame (device gone or stream ended)")
 
@@ -163,7 +249,14 @@ class OpenCVSource(Source):
 
 
 class DirSource(Source):
-    """Still images in a folder, in name order; with ``watch`` it waits for new ones."""
+    """Still images in a folder, in name order; with ``watch`` it waits for new ones.
+
+    Hostile inboxes (issue 13): special files (a FIFO named ``.jpg``) are never opened for
+    a blocking read, every read is bounded in bytes and time (well inside the capture's
+    stall timeout, so no thread is ever abandoned), what was screened lives in an
+    ``InboxRecord`` that the daemon keeps across reconnects and restarts, and a photo that
+    cannot be read is reported through ``on_unreadable`` instead of vanishing.
+    """
 
     still = True
     lossless = True  # each photo is a person: never dropped
@@ -173,18 +266,26 @@ class DirSource(Source):
     def __init__(self, uri: str, cfg: SourceConfig, path: Path) -> None:
         super().__init__(uri, cfg)
         self.path = path
-        self._seen: set[str] = set()
-        self._queue: list[Path] = []
+        self.record = InboxRecord(path)  # in memory; the daemon attaches a persistent one
+        self.on_unreadable: Callable[[str, str], None] = _log_unreadable
+        self._queue: list[tuple[Path, str]] = []
+
+    def attach(
+        self, record: InboxRecord, on_unreadable: Callable[[str, str], None] | None = None
+    ) -> None:
+        self.record = record
+        if on_unreadable is not None:
+            self.on_unreadable = on_unreadable
 
     finite = True
 
     def open(self) -> None:
         if not self.path.is_dir():
-            raise SourceError(f"{self.uri}: {self.path} is not a directory")
+            raise SourceError(f"{self.uri}: {shown(self.path)} is not a directory")
         if not self.cfg.watch and not self._scan():
             _refuse_class_tree(self.uri, self.path)
 
-    def _scan(self) -> list[Path]:
+    def _scan(self) -> list[tuple[Path, str]]:
         try:
             files = sorted(
                 p
@@ -195,30 +296,56 @@ class DirSource(Source):
             )
         except OSError as e:
             raise SourceError(f"{self.uri}: {e.strerror or e}") from None
-        fresh = [p for p in files if p.name not in self._seen]
-        if not self.cfg.watch:
-            return fresh
-        # A photo still being written is left for the next poll (kiosks: write, then rename).
+        fresh = []
         now = time.time()
-        return [p for p in fresh if now - _mtime(p) >= self.settle_s]
+        for p in files:
+            key = photo_key(p)
+            if key is None or self.record.seen(key):
+                continue
+            # A photo still being written is left for the next poll (kiosks: write, rename).
+            if self.cfg.watch and now - _mtime(p) < self.settle_s:
+                continue
+            fresh.append((p, key))
+        return fresh
 
     def read(self) -> Frame | None:
         if not self._queue:
             self._queue = self._scan()
         if not self._queue:
-            if self.cfg.loop and self._seen:
-                self._seen.clear()
+            if self.cfg.loop and self.record.count:
+                self.record.forget_all()
                 return None
             if not self.cfg.watch:
                 raise SourceEnded(f"{self.uri}: no more images")
             time.sleep(self.poll_s)
             return None
-        p = self._queue.pop(0)
-        self._seen.add(p.name)
+        p, key = self._queue.pop(0)
+        if self.record.seen(key):
+            return None  # taken by an earlier reader of this inbox meanwhile
+        self.record.take(key)
+        budget = max(0.1, min(2.0, self.cfg.read_timeout_s / 2))
         try:
-            return self._frame(read_image(p), "BGR", p.name)
-        except DataError:
-            return None  # still being written or corrupt: skipped (and seen) rather than fatal
+            img = read_image(p, deadline_s=budget)
+        except DataError as e:
+            if photo_key(p) != key:  # changed under us: still being written, try again
+                self.record.release(key)
+                return None
+            self.on_unreadable(p.name, str(e))
+            self.record.done(key)
+            return None
+        record = self.record
+
+        def ack(logged: bool = True) -> None:  # not logged (disk full): screen it again
+            if logged:
+                record.done(key)
+            else:
+                record.release(key)
+
+        return dataclasses.replace(self._frame(img, "BGR", p.name), ack=ack)
+
+
+def _log_unreadable(name: str, reason: str) -> None:
+    log.warning("unreadable photo: %s", reason)
 
 
 def _refuse_class_tree(uri: str, path: Path) -> None:
@@ -246,57 +373,6 @@ def _mtime(p: Path) -> float:
         return p.stat().st_mtime
     except OSError:
         return float("inf")  # vanished meanwhile: never ready
-
-
-class PiCameraSource(Source):
-    """The Raspberry Pi camera (CSI) through picamera2, imported only when used."""
-
-    def __init__(self, uri: str, cfg: SourceConfig, index: int) -> None:
-        super().__init__(uri, cfg)
-        self.index = index
-        self.cam = None
-
-    def open(self) -> None:
-        try:
-            from picamera2 import Picamera2
-        except ImportError:
-            raise SourceError(PICAMERA_HELP) from None
-        try:
-            cam = Picamera2(camera_num=self.index)
-            size = (self.cfg.width or 1280, self.cfg.height or 720)
-            controls = {"FrameRate": float(self.cfg.fps)} if self.cfg.fps else {}
-            cam.configure(
-                cam.create_video_configuration(
-                    main={"size": size, "format": "RGB888"}, controls=controls, buffer_count=2
-                )
-            )
-            cam.start()
-        except Exception as e:  # libcamera raises RuntimeError, IndexError, OSError...
-            raise SourceError(f"cannot open Pi camera {self.index}: {e}") from None
-        self.cam = cam
-
-    def read(self) -> Frame | None:
-        if self.cam is None:
-            raise SourceError(f"{self.uri} is not open")
-        try:
-            # A signal_function makes the capture a job we can wait on with a timeout, so a
-            # stalled dequeue becomes an error here instead of a hung thread.
-            job = self.cam.capture_array("main", signal_function=lambda _job: None)
-            img = job.get_result(timeout=self.cfg.read_timeout_s)
-        except Exception as e:
-            why = str(e) or type(e).__name__
-            raise SourceError(f"{self.uri}: capture failed or stalled: {why}") from None
-        # RGB888 is B,G,R byte order in memory (libcamera/DRM naming), i.e. what OpenCV calls BGR.
-        return self._frame(np.ascontiguousarray(img[:, :, :3]), "BGR")
-
-    def close(self) -> None:
-        if self.cam is not None:
-            try:
-                self.cam.stop()
-                self.cam.close()
-            except Exception:  # noqa: BLE001 - releasing a dead camera must not raise
-                pass
-            self.cam = None
 
 
 _BOOL = {
@@ -337,9 +413,14 @@ def _v4l2_target(dev: str) -> str | int:
     return int(tail) if tail.isdigit() else dev
 
 
-def open_source(uri: str, cfg: SourceConfig | None = None) -> Source:
-    """Build (not open) the source a URI names."""
-    cfg = cfg or SourceConfig()
+def open_source(uri: str, cfg: SourceConfig | None = None, need: FrameNeed | None = None) -> Source:
+    """Build (not open) the source a URI names; ``need``: the pixels its consumers need."""
+    src = _build_source(uri, cfg or SourceConfig())
+    src.need = need or FrameNeed()
+    return src
+
+
+def _build_source(uri: str, cfg: SourceConfig) -> Source:
     u = urlsplit(uri)
     cfg = _apply_query(cfg, u.query, uri)
     scheme = u.scheme.lower()
@@ -364,3 +445,9 @@ def open_source(uri: str, cfg: SourceConfig | None = None) -> Source:
         f"cannot tell what source {uri!r} is: use csi://N, usb://N, "
         "/dev/videoN, v4l2:///dev/videoN, rtsp://..., file://PATH or dir://PATH"
     )
+
+
+# Last: picam builds on Source and Frame above (and is re-exported from here).
+from .picam import PICAMERA_HELP, PiCameraSource  # noqa: E402
+
+__all__ = ["PICAMERA_HELP", "PiCameraSource", "Frame", "Source", "open_source"]

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 STALL_S = 10.0  # /healthz fails when the frame loop has not turned for this long
 
 
+def tampered(d: Daemon) -> list[str]:
+    """sha256 problems of the model being served (only with [model] allow_tampered)."""
+    return list(getattr(d.classifier, "tampered", None) or [])
+
+
 class DaemonView:
     """The ``httpapi.Provider`` of a Daemon."""
 
@@ -33,6 +38,8 @@ class DaemonView:
         cam = d.capture.state if d.capture else "-"
         if age > STALL_S:
             return False, f"frame loop stalled for {age:.0f} s"
+        if d.capture is not None and not d.capture.alive:
+            return False, f"capture thread is dead ({d.capture.last_error or 'no error recorded'})"
         return True, f"ok; camera {cam}"
 
     def status(self) -> dict[str, Any]:
@@ -49,6 +56,7 @@ class DaemonView:
                 k: v for k, v in (clf.selection if clf else {}).items() if k != "candidates"
             },
             "fps": round(d.telemetry.fps(), 2),
+            "cpu_ms_per_decision": _round(d.cpu_ms_per_decision(), 3),
             "camera": {
                 "state": cap.state if cap else "-",
                 "uri": d.cfg.source.uri,
@@ -63,18 +71,24 @@ class DaemonView:
                 if d.pipeline
                 else None
             ),
+            "unsure": (
+                {"enabled": d.pipeline.cfg.unsure, "ood_threshold": d.pipeline.ood_threshold}
+                if d.pipeline
+                else None
+            ),
             "explain": d.explainer.wanted(d.cfg),
             "ui": d.webui.stats() if d.cfg.ui.enabled else None,
             "config": d.cfg.origin,
+            "integrity": {"ok": not tampered(d), "problems": tampered(d)},
+            "reload": d.last_reload,  # None until the first SIGHUP; ok false: kept the old one
         }
 
     def _last_decision(self) -> dict[str, Any] | None:
         r = self.d.latest
         if r is None:
             return None
-        d = r.decision
         return {
-            **d.to_dict(),
+            **r.decision.to_dict(),
             "frame": r.frame.seq,
             "name": r.frame.name,
             "age_s": round(time.monotonic() - r.frame.t_capture, 3),
@@ -89,9 +103,17 @@ class DaemonView:
                 "1 while the source delivers frames",
             ),
             "fps": (d.telemetry.fps(), "processed frames per second (last 10 s)"),
+            "cpu_ms_per_decision": (
+                d.cpu_ms_per_decision(),
+                "process CPU milliseconds (all threads) per decision since ready",
+            ),
             "uptime_seconds": (d.telemetry.uptime(), "seconds since start"),
             "process_resident_memory_bytes": (float(rss_bytes()), "resident set size"),
             "cpu_temperature_celsius": (cpu_temp_c(), "SoC temperature (NaN: no sensor)"),
+            "model_integrity_ok": (
+                float(not tampered(d)),
+                "0 while a model with sha256 mismatches is served (allow_tampered)",
+            ),
         }
         return d.telemetry.render(gauges, d.model_info(short=True))
 
@@ -111,3 +133,7 @@ class DaemonView:
         jpg = render_jpeg(r, d.explainer.overlay_fn(d.cfg, d.classifier))
         self._jpeg = (r, jpg)
         return jpg
+
+
+def _round(v: float | None, n: int) -> float | None:
+    return None if v is None else round(v, n)

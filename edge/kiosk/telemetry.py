@@ -25,6 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from .config import DECISIONS
+
 # Seconds. Covers a 1 ms preprocess on a Jetson up to a 2 s int8 model on a Pi Zero.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 PREFIX = "mpox_edge"
@@ -61,13 +63,18 @@ class Telemetry:
         "camera_reconnects_total": "source re-opened after a failure",
         "events_written_total": "decision events appended to the event log",
         "events_failed_total": "decision events the log could not write",
+        "reloads_failed_total": "SIGHUP reloads rejected (the running configuration kept)",
+        "photos_unreadable_total": "dir:// photos refused or undecodable (an unreadable event)",
+        "capture_restarts_total": "capture threads found dead and started again",
+        "http_refused_total": "HTTP connections closed at the connection cap",
+        "http_timeouts_total": "HTTP connections closed at the request deadline",
     }
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()
         self.counters = dict.fromkeys(self.COUNTERS, 0)
-        self.decisions: dict[str, int] = {"refer": 0, "clear": 0, "retake": 0}
+        self.decisions: dict[str, int] = dict.fromkeys(DECISIONS, 0)
         self._done: deque[float] = deque(maxlen=60)  # times of the last processed frames
         self._minutes: deque[list[float]] = deque(maxlen=61)  # [minute, decisions] pairs
         self.started = time.monotonic()

@@ -34,21 +34,23 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import cv2
-import numpy as np
-
 from .config import WEB_DIR, ui_languages
 from .recorder import clean
+from .webstreams import (  # noqa: F401 - re-exported: the page's one place for these
+    FLAGGED,
+    MAX_CLIENTS,
+    STREAM_PATHS,
+    StreamRoutes,
+    jpeg,
+    retake_hint,
+    scaled,
+)
 
 if TYPE_CHECKING:
     from .daemon import Daemon
     from .pipeline import Result
 
 log = logging.getLogger("mpox_edge.webui")
-STREAM_PATHS = frozenset({"/events", "/stream.mjpg"})  # long-lived: no request deadline
-FLAGGED = ("refer", "unsure")  # the decisions that may show a heatmap
-MAX_CLIENTS = 4  # per stream kind: each holds one server thread
-KEEPALIVE_S = 10.0
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -61,27 +63,7 @@ TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
-# The pipeline's quality reasons -> what the page asks the person to do (a translation key).
-RETAKE_HINTS = (
-    ("dark", "more_light"),
-    ("bright", "less_light"),
-    ("exposed", "even_light"),
-    ("clipped", "even_light"),
-    ("blur", "hold_still"),
-    ("motion", "hold_still"),
-    ("shak", "hold_still"),
-    ("small", "move_closer"),
-    ("far", "move_closer"),
-    ("closer", "move_closer"),
-    ("no skin", "move_closer"),
-)
 _T = re.compile(r"\{\{t:([a-z0-9_.]+)\}\}")
-
-
-def retake_hint(reason: str) -> str:
-    """The translation key of what to do about a retake reason ("generic" if unknown)."""
-    low = reason.lower()
-    return next((key for word, key in RETAKE_HINTS if word in low), "generic")
 
 
 def load_strings(lang: str) -> dict[str, str]:
@@ -90,21 +72,6 @@ def load_strings(lang: str) -> dict[str, str]:
     if lang != "en":
         out.update(json.loads((WEB_DIR / "i18n" / f"{lang}.json").read_text("utf-8")))
     return out
-
-
-def scaled(image: np.ndarray, color_order: str, width: int) -> np.ndarray:
-    img = image if color_order == "BGR" else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    h, w = img.shape[:2]
-    if w > width:
-        img = cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-    return img
-
-
-def jpeg(img: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise OSError("JPEG encoding failed")
-    return buf.tobytes()
 
 
 class _RecentErrors(logging.Handler):
@@ -119,7 +86,7 @@ class _RecentErrors(logging.Handler):
         self.items.append({"time": t, "level": record.levelname, "message": record.getMessage()})
 
 
-class WebUI:
+class WebUI(StreamRoutes):
     """The ``httpapi.Routes`` of a daemon, and the frame loop's ``publish`` hook."""
 
     def __init__(self, daemon: Daemon) -> None:
@@ -158,10 +125,6 @@ class WebUI:
         return {f"{k}_clients": v for k, v in self._clients.items()} | self.counts
 
     # -- what the page is told --------------------------------------------------------------
-    def _camera(self) -> str:
-        cap = self.d.capture
-        return cap.state if cap else "-"
-
     def heatmap_offered(self) -> bool:
         cfg = self.d.cfg
         return cfg.ui.heatmap and self.d.explainer.wanted(cfg)
@@ -250,139 +213,6 @@ class WebUI:
             h._send(404, b"not found\n", "text/plain")
             return
         h._send(200, path.read_bytes(), ctype)
-
-    # -- streams ----------------------------------------------------------------------------
-    def _open_stream(self, h: Any, kind: str, ctype: str) -> bool:
-        with self._cond:
-            if self._clients[kind] >= MAX_CLIENTS:
-                busy = True
-            else:
-                busy = False
-                self._clients[kind] += 1
-        if busy:
-            h._send(503, f"too many {kind} clients\n".encode(), "text/plain", {"Retry-After": "5"})
-            return False
-        h.streaming = True  # held open: connection deadlines must not cut it (httpapi)
-        h.close_connection = True
-        h.send_response(200)
-        for k, v in (
-            ("Content-Type", ctype),
-            ("Cache-Control", "no-store"),
-            ("Connection", "close"),
-        ):
-            h.send_header(k, v)
-        h.end_headers()
-        if h.command == "HEAD":
-            self._close_stream(kind)
-            return False
-        return True
-
-    def _close_stream(self, kind: str) -> None:
-        with self._cond:
-            self._clients[kind] -= 1
-
-    def _wait(self, last: int, timeout: float) -> int:
-        with self._cond:
-            self._cond.wait_for(lambda: self._seq != last or self._closed, timeout)
-            return self._seq
-
-    def _events(self, h: Any) -> None:
-        if not self._open_stream(h, "events", "text/event-stream; charset=utf-8"):
-            return
-        try:
-            h.wfile.write(b"retry: 1000\n\n")
-            last, last_cam, idle = -1, "", time.monotonic()
-            while not self._closed:
-                seq = self._wait(last, 1.0)  # camera changes are noticed within a second
-                cam = self._camera()
-                if seq != last or cam != last_cam:
-                    data = json.dumps(self.message(), allow_nan=False)
-                    h.wfile.write(f"id: {seq}\ndata: {data}\n\n".encode())
-                    self.counts["events_sent"] += 1
-                    last, last_cam, idle = seq, cam, time.monotonic()
-                elif time.monotonic() - idle > KEEPALIVE_S:
-                    h.wfile.write(b": keepalive\n\n")
-                    idle = time.monotonic()
-        except OSError:
-            pass  # the browser went away
-        finally:
-            self._close_stream("events")
-
-    def _live_jpeg(self) -> tuple[int, bytes | None]:
-        """The newest frame for the live view, encoded once however many browsers watch."""
-        with self._enc_lock:
-            with self._cond:
-                seq, r = self._seq, self._result
-            if r is None:
-                return seq, None
-            if self._live is None or self._live[0] != seq:
-                ui = self.d.cfg.ui
-                img = scaled(r.frame.image, r.frame.color_order, ui.stream_width)
-                self._live = (seq, jpeg(img, ui.stream_quality))
-                self.counts["frames_encoded"] += 1
-            return self._live
-
-    def _stream(self, h: Any) -> None:
-        if not self._open_stream(h, "stream", "multipart/x-mixed-replace; boundary=frame"):
-            return
-        try:
-            h.wfile.write(b"--frame\r\n")
-            last, due = -1, 0.0
-            while not self._closed:
-                if self._wait(last, KEEPALIVE_S) == last and last >= 0:
-                    last = -1  # idle (a folder of photos): resend, which also finds a dead peer
-                wait = due - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)  # at most stream_fps; the newest frame is sent after it
-                seq, jpg = self._live_jpeg()
-                if jpg is None:
-                    last = seq
-                    continue
-                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\n\r\n"
-                # the boundary right after the part: browsers show a part once it is closed
-                h.wfile.write(head.encode() + jpg + b"\r\n--frame\r\n")
-                last = seq
-                due = max(time.monotonic(), due + 1.0 / self.d.cfg.ui.stream_fps)
-        except OSError:
-            pass
-        finally:
-            self._close_stream("stream")
-
-    def _heatmap(self, h: Any) -> None:
-        """The CAM of the current decision, only while it is refer/unsure (rendered on demand)."""
-        with self._cond:
-            flagged = self._flagged
-            current = self._result
-        overlay = self.d.explainer.overlay_fn(self.d.cfg, self.d.classifier)
-        if (
-            flagged is None
-            or current is None
-            or current.decision.label not in FLAGGED
-            or overlay is None
-            or not self.d.cfg.ui.heatmap
-        ):
-            h._send(404, b"no heatmap: only a refer or unsure decision has one\n", "text/plain")
-            return
-        seq, r = flagged
-        with self._enc_lock:
-            if self._heat is None or self._heat[0] != seq:
-                f = r.frame
-                img = (
-                    f.image if f.color_order == "BGR" else cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR)
-                )
-                img = img.copy()
-                if r.roi:
-                    x, y, w, bh = r.roi
-                    img[y : y + bh, x : x + w] = overlay(
-                        np.ascontiguousarray(img[y : y + bh, x : x + w]), r
-                    )
-                else:
-                    img = overlay(img, r)
-                ui = self.d.cfg.ui
-                self._heat = (seq, jpeg(scaled(img, "BGR", ui.stream_width), 85))
-                self.counts["heatmaps_rendered"] += 1
-            body = self._heat[1]
-        h._send(200, body, "image/jpeg")
 
 
 def _loopback(addr: str) -> bool:

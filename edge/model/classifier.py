@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..reports.accuracy import softmax
+from ..errors import ManifestError
 from .backends import Backend, check_options, load_backend
 from .manifest import ModelDir
 from .preprocess import preprocess
+from .trust import NEEDS_FEATURES, Trust, calibrated_probs, ood_score
 
 
 def default_model_dir() -> Path:
@@ -32,11 +33,14 @@ def default_data_dir() -> Path:
 
 @dataclass
 class Prediction:
-    probs: np.ndarray  # (num_classes,)
+    probs: np.ndarray  # (num_classes,), temperature-calibrated when the manifest has one
     index: int
     label: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     features: np.ndarray | None = None  # (C, h, w) when the model exports a CAM map
+    logits: np.ndarray | None = None  # (num_classes,) raw model output
+    ood_score: float | None = None  # the manifest's "unsure" score (higher = more unsure)
+    unsure: bool = False  # ood_score above the manifest's ood.threshold
 
     @property
     def confidence(self) -> float:
@@ -47,13 +51,29 @@ class Classifier:
     """One model on one backend/device/precision."""
 
     def __init__(
-        self, model: ModelDir, backend: Backend, *, selection: dict[str, Any] | None = None
+        self,
+        model: ModelDir,
+        backend: Backend,
+        *,
+        selection: dict[str, Any] | None = None,
+        tampered: list[str] | None = None,
     ) -> None:
         self.model = model
+        self.tampered = tampered or []  # sha256 problems served anyway (allow_tampered)
         self.backend = backend
         self.classes = model.manifest.classes
         self.spec = model.manifest.preprocess
         self.selection = selection or {}
+        self.trust = Trust.from_manifest(model.manifest, model.path)
+        self.ood_stats = self.trust.load_stats(model.path)
+        ood = self.trust.ood
+        if ood is not None and ood.kind in NEEDS_FEATURES:
+            outs = tuple(backend.artifact.outputs)
+            if "features" not in outs:
+                raise ManifestError(
+                    f"{model.path}: ood.kind {ood.kind!r} needs the 'features' output, which "
+                    f"{backend.artifact.path} does not have"
+                )
 
     @classmethod
     def open(
@@ -67,6 +87,7 @@ class Classifier:
         reselect: bool = False,
         cache_dir: str | Path | None = None,
         log: object = None,
+        allow_tampered: bool = False,
         **backend_options: Any,
     ) -> Classifier:
         """Open a model; ``backend='auto'`` measures the candidates (or reuses the cached pick).
@@ -76,7 +97,11 @@ class Classifier:
         that no backend declares is a ``UsageError`` with a did-you-mean.
         """
         check_options(backend_options)  # a typo fails before auto measures anything
+        from .selection import verify_all
+
         md = ModelDir.load(model_dir or default_model_dir())
+        # a sha256 mismatch anywhere in the directory refuses it (or, opted in, is reported)
+        tampered = verify_all(md, allow_tampered=allow_tampered, log=log)
         if backend == "auto":
             from .selection import select_backend
 
@@ -96,7 +121,7 @@ class Classifier:
                 threads=threads,
                 options=backend_options,
             )
-            return cls(md, be, selection=choice)
+            return cls(md, be, selection=choice, tampered=tampered)
         be = load_backend(
             md,
             backend,
@@ -105,7 +130,7 @@ class Classifier:
             threads=threads,
             options=backend_options,
         )
-        return cls(md, be)
+        return cls(md, be, tampered=tampered)
 
     @property
     def description(self) -> str:
@@ -120,10 +145,15 @@ class Classifier:
         t1 = time.perf_counter()
         outs = self.backend.infer(x)
         t2 = time.perf_counter()
-        p = softmax(outs["logits"][0].astype(np.float64))
+        logits = np.asarray(outs["logits"][0], np.float64)
+        p = calibrated_probs(logits, self.trust.temperature)
         i = int(p.argmax())
-        t3 = time.perf_counter()
         feats = outs.get("features")
+        score = None
+        if self.trust.ood is not None:
+            f0 = feats[0] if feats is not None else None
+            score = ood_score(logits, f0, self.trust, self.ood_stats)
+        t3 = time.perf_counter()
         return Prediction(
             probs=p,
             index=i,
@@ -135,6 +165,9 @@ class Classifier:
                 "end_to_end": (t3 - t0) * 1e3,
             },
             features=feats[0] if (with_features and feats is not None) else None,
+            logits=logits,
+            ood_score=score,
+            unsure=bool(score is not None and score > self.trust.ood.threshold),  # type: ignore[union-attr]
         )
 
     def close(self) -> None:

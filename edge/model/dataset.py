@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -110,6 +112,7 @@ def decode_image(data: bytes) -> np.ndarray:
     """
     info, factor = check_header(data)
     buf = np.frombuffer(data, np.uint8)
+    img: Any
     if factor > 1:
         img = cv2.imdecode(buf, _REDUCED[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     else:  # UNCHANGED keeps 16-bit and alpha for our own conversion, and ignores EXIF
@@ -118,8 +121,9 @@ def decode_image(data: bytes) -> np.ndarray:
         raise DataError(f"not a decodable image ({info.format} header, corrupt data)")
     if img.dtype == np.uint16:
         img = (np.asarray(img, np.uint16) >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:  # (float or 32-bit): stretched to 0..255
-        img = cv2.normalize(img, np.empty_like(img), 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        lo, hi = float(img.min()), float(img.max())  # float TIFF/EXR-like data: stretch
+        img = ((img - lo) * (255.0 / ((hi - lo) or 1.0))).astype(np.uint8)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     elif img.shape[2] == 4:
@@ -132,9 +136,11 @@ def decode_image(data: bytes) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def read_bytes_bounded(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
-    """A regular file's bytes, never more than ``limit``; FIFOs and devices are refused
-    without blocking (opened non-blocking, checked with fstat before any read)."""
+def read_bytes_bounded(
+    path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES, deadline_s: float | None = None
+) -> bytes:
+    """A regular file's bytes, never more than ``limit`` nor for longer than ``deadline_s``;
+    FIFOs and devices are refused without blocking (opened non-blocking, fstat first)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -142,20 +148,28 @@ def read_bytes_bounded(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES
             raise DataError("not a regular file (a FIFO, device or socket): not read")
         if st.st_size > limit:
             raise DataError(f"file too large ({st.st_size} bytes; limit {limit})")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+        end = None if deadline_s is None else time.monotonic() + deadline_s
+        parts, total = [], 0
+        while total <= limit:
+            block = os.read(fd, 1 << 20)
+            if not block:
+                break
+            parts.append(block)
+            total += len(block)
+            if end is not None and time.monotonic() > end:
+                raise DataError(f"reading took longer than {deadline_s:g} s (slow storage?)")
     finally:
         os.close(fd)
-    if len(data) > limit:  # grew while we read
+    if total > limit:  # grew while we read
         raise DataError(f"file too large (over {limit} bytes)")
-    return data
+    return b"".join(parts)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, deadline_s: float | None = None) -> np.ndarray:
     """Read an image file as upright HxWx3 uint8 BGR (16-bit, grey, RGBA, unicode paths)."""
     p = Path(path)
     try:
-        data = read_bytes_bounded(p)
+        data = read_bytes_bounded(p, deadline_s=deadline_s)
     except OSError as e:
         raise DataError(f"{shown(p)}: {e.strerror or e}") from None
     except DataError as e:

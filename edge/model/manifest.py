@@ -20,7 +20,7 @@ from ..errors import IntegrityError, ManifestError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-FORMATS = ("onnx", "openvino")
+FORMATS = ("onnx", "openvino", "ncnn")
 PRECISIONS = ("fp32", "int8")
 MAX_INPUT_SIZE = 2048  # pixels a side; the zoo uses 160..384
 
@@ -106,12 +106,12 @@ class Int8Record:
 class Artifact:
     """One runnable file (or file pair for OpenVINO IR) of the model."""
 
-    format: str  # "onnx" | "openvino"
+    format: str  # "onnx" | "openvino" | "ncnn"
     precision: str  # "fp32" | "int8"
     path: str  # relative to the model directory (.xml for OpenVINO)
     sha256: str
     size_bytes: int
-    weights_path: str | None = None  # OpenVINO .bin
+    weights_path: str | None = None  # OpenVINO / ncnn .bin
     weights_sha256: str | None = None
     outputs: tuple[str, ...] = ("logits",)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (not int8's record)
@@ -129,8 +129,14 @@ class Manifest:
     preprocess: Preprocess
     artifacts: list[Artifact]
     positive_class: str | None = None  # the class a screening decision refers on (mpox)
-    # p(positive) at or above which screening refers; chosen on validation data (see eval)
+    # p(positive) at or above which screening refers; chosen on validation data (see eval).
+    # Newer models add method ("pooled out-of-fold"), n and sensitivity/specificity CIs;
+    # with a temperature the threshold applies to the calibrated probability.
     screening_threshold: dict[str, Any] | None = None
+    # {value, fitted_on, n, ece_before, ece_after}: softmax(logits / value) (edge.model.trust)
+    temperature: dict[str, Any] | None = None
+    # {kind, threshold, stats_file, sha256, fitted_on, ...}: the "unsure" score (trust.py)
+    ood: dict[str, Any] | None = None
     cam: dict[str, Any] | None = None  # class-activation map support (explain)
     parity: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] = field(default_factory=dict)

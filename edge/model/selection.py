@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, MpoxEdgeError
+from ..errors import BackendUnavailableError, IntegrityError, MpoxEdgeError
 from .backends import REGISTRY, backend_class, load_backend
 from .manifest import ModelDir, atomic_write_text
 
@@ -167,6 +167,33 @@ def time_candidates(
             be.close()
 
 
+def verify_all(md: ModelDir, *, allow_tampered: bool = False, log: Any = None) -> list[str]:
+    """Check every artifact's sha256 before anything is chosen or served.
+
+    ``auto`` used to reject a tampered artifact as "cannot load" and serve another one with
+    exit 0. A mismatch anywhere in the directory now refuses the model; an operator who
+    opts in (``allow_tampered``) gets the untouched artifacts, and the problems back, to
+    show loudly (log, /status, /metrics). Returns the problems (empty: all intact).
+    """
+    problems = []
+    for art in md.manifest.artifacts:
+        try:
+            md.verify(art)
+        except IntegrityError as e:
+            problems.append(str(e))
+    if problems and not allow_tampered:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(
+            f"{problems[0]}{more}; refusing the whole model directory "
+            "(to serve its intact artifacts anyway, set [model] allow_tampered = true)"
+        )
+    for p in problems:  # a warning whatever ``log`` is: this must reach the journal
+        globals()["log"].warning("TAMPERED MODEL, serving its intact artifacts anyway: %s", p)
+        if log is not None:
+            log(f"TAMPERED MODEL: {p}")
+    return problems
+
+
 def select_backend(
     md: ModelDir,
     *,
@@ -232,6 +259,10 @@ def select_backend(
         c["median_ms"] = medians[i]
         say(f"auto: {c['backend']}/{c['device']}/{c['precision']}: median {medians[i]:.3f} ms")
     timed = [c for c in cands if c["ok"] and "median_ms" in c]
+    if not timed and not any(c["device"] != "-" for c in cands):
+        from .backends.ort import ORT_HINT
+
+        raise BackendUnavailableError(f"no inference runtime is installed here: {ORT_HINT}")
     if not timed:
         raise BackendUnavailableError(
             "no backend can run this model here: "

@@ -138,14 +138,15 @@ def screening_view(
 
 
 def average_fps(latencies_s: Sequence[float]) -> float:
-    """Seed 002, eq. 6: the mean over N images of 1/latency."""
+    """Average FPS as the compared mpox edge-model papers define it: the mean over N images
+    of 1/latency (not N / total time, which bench reports as throughput)."""
     lat = [t for t in latencies_s if t > 0]
     return float(np.mean([1.0 / t for t in lat])) if lat else float("nan")
 
 
 def practicality_scores(rows: Sequence[dict[str, float]]) -> list[float]:
-    """Seed 002, eq. 7-11: min-max normalise accuracy, FPS, mpox recall and mpox
-    specificity across the compared models, weighted 0.15, 0.40, 0.35, 0.15.
+    """The Practicality Score of the compared papers: min-max normalise accuracy, FPS, mpox
+    recall and mpox specificity across the compared models, weighted 0.15, 0.40, 0.35, 0.15.
 
     Each row needs keys ``accuracy``, ``fps``, ``recall``, ``specificity``. A column that
     is constant across models normalises to 1 for all of them.

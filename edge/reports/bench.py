@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_accuracy:
         acc = evaluate_set(clf, scan_folder(data_dir, clf.classes), desc="accuracy")
         acc["data"] = str(data_dir)
-        del acc["probs"], acc["labels"]
+        del acc["probs"], acc["labels"], acc["paths"]
         report.accuracy = acc
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     clf.close()
@@ -167,6 +167,7 @@ def _torch_reference(clf: Classifier, checkpoint: str | None) -> Classifier:
     pr = TorchBackend.probe()
     if not pr.available:
         raise UsageError(
-            f"--against torch needs the host extra: pip install 'mpox-edge[convert]' ({pr.reason})"
+            "--against torch needs the host extra: from the checkout, "
+            f"python3 -m pip install -e '.[convert]' ({pr.reason})"
         )
     return open_reference(clf.model, checkpoint, threads=clf.backend.threads)

@@ -104,16 +104,19 @@ class BenchReport:
             f"backend   {b.name} / {b.device} / {b.precision}  threads {b.threads}"
             + (f"  (auto{', cached' if sel.get('cached') else ''})" if sel else ""),
             f"frames    {f.runs} x {f.size} (+{f.warmup} warm-up)",
-            f"{'stage':<13}{'min':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  ms",
         ]
-        for k in (*STAGES, "inference_back_to_back"):
-            s = self.latency_ms.get(k)
-            if s:
-                name = "back-to-back" if k == "inference_back_to_back" else k
-                lines.append(
-                    f"{name:<13}"
-                    + "".join(f"{s[q]:>8.3f}" for q in ("min", "p50", "p90", "p99", "max"))
-                )
+        qs = ("min", "p50", "p90", "p99", "max")
+        rows = [
+            ("back-to-back" if k == "inference_back_to_back" else k, self.latency_ms[k])
+            for k in (*STAGES, "inference_back_to_back")
+            if self.latency_ms.get(k)
+        ]
+        # Columns widen with the largest figure (1000 ms and up under emulation or on a slow
+        # device) and always keep a space between them.
+        w = max([8] + [len(f"{s[q]:.3f}") + 1 for _, s in rows for q in qs])
+        lines.append(f"{'stage':<13}" + "".join(f"{q:>{w}}" for q in qs) + "  ms")
+        for name, s in rows:
+            lines.append(f"{name:<13}" + "".join(f"{s[q]:>{w}.3f}" for q in qs))
         cold = self.cold_start_s
         how = ""
         if sel:

@@ -1,7 +1,8 @@
-"""``mpox-edge eval``: accuracy of one or more exported models on a held-out image folder.
+"""``mpox-edge eval``: accuracy, screening, calibration and trust figures of exported models
+on one or more named collections (held-out image folders or folds of split files).
 
 The same ``evaluate_set`` feeds bench's accuracy section, so the device, the bench and the
-README report one set of numbers computed one way.
+README report one set of numbers computed one way. docs/eval.md explains every figure.
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ from typing import Any
 
 import numpy as np
 
-from ..cliopts import REFERENCE_BACKEND, add_backend, add_json, ints, write_json
+from ..cliopts import REFERENCE_BACKEND, add_backend, add_json, write_json
 from ..errors import DataError, UsageError
 from ..model.classifier import Classifier, default_data_dir
-from ..model.dataset import LabelledSet, read_splits, scan_folder, split_set
+from ..model.dataset import LabelledSet
 from ..progress import progress
+from . import collections as colls
 from .accuracy import (
     average_fps,
     classification_report,
     practicality_scores,
     threshold_for_sensitivity,
 )
+from .evalformat import format_collection, format_compare, format_report
+from .runs import run_collection
+from .screening import collection_report
+
+__all__ = ["evaluate_set", "format_report", "add_arguments", "run"]
 
 
 def evaluate_set(
@@ -34,13 +41,15 @@ def evaluate_set(
     ys: list[int] = []
     probs: list[np.ndarray] = []
     lat: list[float] = []
-    for _path, y, img, _why in progress(
+    paths: list[str] = []
+    for path, y, img, _why in progress(
         data.iter_images(), total=len(data.items), desc=desc, enabled=show_progress
     ):
         if img is None:
             continue
         pred = clf.predict(img)
         ys.append(y)
+        paths.append(str(path))
         probs.append(pred.probs)
         lat.append(pred.timings_ms["end_to_end"] / 1e3)
     report = classification_report(
@@ -52,6 +61,7 @@ def evaluate_set(
     )
     report["probs"] = [[float(v) for v in p] for p in probs]
     report["labels"] = ys
+    report["paths"] = paths
     report["skipped"] = [{"path": p, "reason": r} for p, r in data.skipped]
     report["n_skipped"] = len(data.skipped)
     report["unmatched_folders"] = data.unmatched_folders
@@ -61,23 +71,31 @@ def evaluate_set(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", help="model directories (default: the shipped model)")
-    p.add_argument(
-        "--data",
-        help="held-out image folder, one sub-folder per class "
-        "(default: the bundled MSID fold-4 sample)",
-    )
-    p.add_argument(
-        "--splits", help="split file (path,label,group,fold); DATA is then its image root"
-    )
-    p.add_argument(
-        "--folds", type=ints, help="with --splits: comma list of folds to evaluate (default 4)"
-    )
+    colls.add_arguments(p)
     p.add_argument(
         "--choose-threshold",
         type=float,
         metavar="SENSITIVITY",
         help="record in the model's manifest the p(positive) threshold reaching this "
         "sensitivity on DATA (validation data only; refused on fold 4 of a split)",
+    )
+    p.add_argument(
+        "--as-kiosk",
+        action="store_true",
+        help="also run each photo through the daemon's decision path (quality gate, "
+        "unsure, refer/clear) and report gated beside ungated figures",
+    )
+    p.add_argument(
+        "--kiosk-config",
+        metavar="TOML",
+        help="with --as-kiosk: the daemon config whose [decision] and [roi] to use "
+        "(default: the built-in defaults)",
+    )
+    p.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write PNG plots here (confusion matrix, reliability diagram, ROC, "
+        "coverage-risk); needs matplotlib: pip install 'mpox-edge[plots]'",
     )
     add_backend(
         p,
@@ -102,17 +120,78 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p, "the full report")
 
 
-def run(args: argparse.Namespace) -> int:
-    models = args.models or [None]
+def _check(args: argparse.Namespace, models: list[Any], specs: list[Any]) -> None:
     if args.compare and len(models) < 2:
         raise UsageError("--compare needs at least two model directories")
-    data_dir = Path(args.data) if args.data else default_data_dir()
-    folds = _folds(args)
+    if args.kiosk_config and not args.as_kiosk:
+        raise UsageError("--kiosk-config needs --as-kiosk")
     if args.choose_threshold is not None:
-        if not 0 < args.choose_threshold <= 1 or len(models) != 1:
-            raise UsageError("--choose-threshold takes a sensitivity in (0, 1] and one model")
-        if args.splits and 4 in folds:
+        if not 0 < args.choose_threshold <= 1 or len(models) != 1 or len(specs) != 1:
+            raise UsageError(
+                "--choose-threshold takes a sensitivity in (0, 1], one model and one --data"
+            )
+        sp = specs[0]
+        if (sp.splits or sp.folds) and colls.TEST_FOLD in colls.parse_folds(sp.folds):
             raise UsageError("fold 4 is the held-out test set: choose thresholds on another fold")
+    if args.plots:
+        from . import plots
+
+        plots.require()
+
+
+def _kiosk_pipeline(args: argparse.Namespace, clf: Classifier) -> Any:
+    if not args.as_kiosk:
+        return None
+    from ..kiosk import config as kconfig
+    from ..kiosk.pipeline import Pipeline
+
+    cfg = kconfig.load(args.kiosk_config) if args.kiosk_config else kconfig.Config()
+    return Pipeline(clf, cfg.decision, cfg.roi)
+
+
+def evaluate_collection(
+    clf: Classifier, coll: colls.Collection, pipeline: Any = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Every figure of one model on one collection, and the per-image arrays behind them."""
+    rec = run_collection(clf, coll, pipeline=pipeline)
+    arr = rec.arrays()
+    man = clf.model.manifest
+    thr = (man.screening_threshold or {}).get("value")
+    known = arr["y"] >= 0
+    rep = classification_report(
+        arr["y"][known].tolist(),
+        arr["probs"][known],
+        clf.classes,
+        positive_class=man.positive_class,
+        threshold=thr,
+    )
+    rep.update(collection_report(arr, rec.labels, clf.classes, man.positive_class, thr, rec.kiosk))
+    unseen = sorted({lab for lab, y in zip(rec.labels, rec.y, strict=True) if y < 0})
+    rep.update(
+        name=coll.name,
+        data=coll.description,
+        folds=coll.folds,
+        n_images=len(rec.y),
+        n_unseen=int((~known).sum()),
+        unseen_labels=unseen,
+        excluded=coll.excluded,
+        skipped=[{"path": p, "reason": r} for p, r in coll.skipped],
+        n_skipped=len(coll.skipped),
+        average_fps=average_fps(rec.latency_s),
+    )
+    arr["labels"] = np.asarray(rec.labels)
+    # Per image, relative to the collection's root: what the arm64 check compares with x86.
+    rep["predictions"] = [
+        {"path": _relative(p, coll.root), "label": lab, "probs": [float(v) for v in pr]}
+        for p, lab, pr in zip(rec.paths, rec.labels, rec.probs, strict=True)
+    ]
+    return rep, arr
+
+
+def run(args: argparse.Namespace) -> int:
+    models = args.models or [None]
+    specs = args.collections or [colls.CollectionSpec()]
+    _check(args, models, specs)
     results = []
     for m in models:
         clf = Classifier.open(
@@ -123,24 +202,38 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
         )
         try:
-            if args.splits:
-                data = split_set(data_dir, read_splits(args.splits), clf.classes, folds)
-            else:
-                data = scan_folder(data_dir, clf.classes)
-            rep = evaluate_set(clf, data, desc=Path(str(clf.model.path)).name)
+            pipeline = _kiosk_pipeline(args, clf)
+            reps = []
+            for sp in specs:
+                coll = colls.load(sp, clf.classes, default_data_dir())
+                rep, arr = evaluate_collection(clf, coll, pipeline)
+                if args.plots:
+                    from . import plots
+
+                    rep["plots"] = plots.write_all(
+                        Path(args.plots),
+                        f"{Path(str(clf.model.path)).name}-{coll.name}",
+                        rep,
+                        arr,
+                        clf,
+                    )
+                if args.choose_threshold is not None:
+                    # The manifest ships to other machines: name the data set, not a path.
+                    on = coll.root.resolve().name + (f" folds {coll.folds}" if coll.folds else "")
+                    rep["screening_threshold"] = _record_threshold(
+                        clf, arr, args.choose_threshold, on
+                    )
+                reps.append(rep)
         finally:
             clf.close()
-        rep["model"] = str(clf.model.path)
-        rep["architecture"] = clf.model.manifest.architecture
-        rep["backend"] = clf.description
-        where = f" folds {sorted(folds)}" if args.splits else ""
-        rep["data"] = str(data_dir) + where
-        if args.choose_threshold is not None:
-            # The manifest ships to other machines: name the data set, not this host's path.
-            on = Path(data_dir).resolve().name + where
-            rep["screening_threshold"] = _record_threshold(clf, rep, args.choose_threshold, on)
-        del rep["probs"], rep["labels"]
-        results.append(rep)
+        res = {k: v for k, v in reps[0].items()}  # the first collection at top level, as before
+        res.update(
+            model=str(clf.model.path),
+            architecture=clf.model.manifest.architecture,
+            backend=clf.description,
+            collections=reps,
+        )
+        results.append(res)
     if args.compare:
         rows = [
             {
@@ -153,34 +246,37 @@ def run(args: argparse.Namespace) -> int:
         ]
         for r, s in zip(results, practicality_scores(rows), strict=True):
             r["practicality_score"] = s
-    out = {"schema": "mpox-edge.eval/1", "results": results}
+    out = {"schema": "mpox-edge.eval/2", "results": results}
     write_json(args.json, out)
     if args.json == "-":
         return 0
     for r in results:
-        print("\n".join(format_report(r)))
+        print(f"{r.get('architecture', '')} ({r.get('model', '')}) on {r.get('backend', '')}")
+        for c in r["collections"]:
+            print("\n".join(format_collection(c)))
     if args.compare:
         print("\n".join(format_compare(results)))
     return 0
 
 
-def _folds(args: argparse.Namespace) -> set[int]:
-    if not args.splits:
-        if args.folds:
-            raise UsageError("--folds needs --splits")
-        return set()
-    return set(args.folds or ()) or {4}
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
 
 
 def _record_threshold(
-    clf: Classifier, rep: dict[str, Any], target: float, chosen_on: str
+    clf: Classifier, arr: dict[str, np.ndarray], target: float, chosen_on: str
 ) -> dict[str, Any]:
     pos_name = clf.model.manifest.positive_class
     if pos_name is None:
         raise UsageError("the model's manifest names no positive (screening) class")
     pos = clf.classes.index(pos_name)
-    y = np.asarray(rep["labels"]) == pos
-    p = np.asarray(rep["probs"])[:, pos]
+    known = arr["y"] >= 0
+    n = int(known.sum())
+    y = arr["y"][known] == pos
+    p = arr["probs"][known][:, pos]
     try:
         value = threshold_for_sensitivity(y, p, target)
     except ValueError:
@@ -188,7 +284,7 @@ def _record_threshold(
             f"--choose-threshold: the data ({chosen_on}) holds no readable {pos_name} image, "
             "so no threshold can reach a sensitivity; use validation data with positives"
         ) from None
-    rec = {"value": value, "target_sensitivity": target, "chosen_on": chosen_on, "n": rep["n"]}
+    rec = {"value": value, "target_sensitivity": target, "chosen_on": chosen_on, "n": n}
     md = clf.model
     old = (md.manifest.screening_threshold or {}).get("value")
     md.manifest.screening_threshold = rec
@@ -196,62 +292,8 @@ def _record_threshold(
     was = f" (was {old:.4f})" if isinstance(old, (int, float)) else ""
     print(
         f"screening threshold: refer when p({pos_name}) >= {value:.4f}{was}, the highest "
-        f"reaching {target:.1%} sensitivity on {chosen_on} (n={rep['n']}); written to "
+        f"reaching {target:.1%} sensitivity on {chosen_on} (n={n}); written to "
         f"{md.path / 'manifest.json'} (screening_threshold)",
         file=sys.stderr,
     )
     return rec
-
-
-def _pct(v: float) -> str:
-    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:5.1f}%"
-
-
-def format_report(r: dict[str, Any]) -> list[str]:
-    lines = [
-        f"{r.get('architecture', '')} ({r.get('model', '')}) on {r.get('backend', '')}",
-        f"  images {r['n']}  skipped {r['n_skipped']}  accuracy {_pct(r['accuracy'])}  "
-        f"macro F1 {_pct(r['macro_f1'])}  macro AUC {r['macro_auc']:.3f}  "
-        f"micro AUC {r['micro_auc']:.3f}",
-        f"  {'class':<12}{'n':>5}{'prec':>8}{'recall':>8}{'spec':>8}{'F1':>8}{'AUC':>7}",
-    ]
-    for c, m in r["per_class"].items():
-        lines.append(
-            f"  {c:<12}{m['support']:>5}{_pct(m['precision']):>8}{_pct(m['recall']):>8}"
-            f"{_pct(m['specificity']):>8}{_pct(m['f1']):>8}{m['auc']:>7.3f}"
-        )
-    names = list(r["per_class"])
-    w = max(5, *(len(c) + 1 for c in names))
-    lines.append("  confusion matrix: rows are the true class, columns the predicted class")
-    lines.append(f"  {'':<12}" + "".join(f"{c:>{w}}" for c in names))
-    for c, row in zip(names, r["confusion_matrix"], strict=False):
-        lines.append(f"  {c:<12}" + "".join(f"{v:>{w}d}" for v in row))
-    s = r.get("screening")
-    if s:
-        lo, hi = s["sensitivity_ci95"]
-        slo, shi = s["specificity_ci95"]
-        how = "argmax" if s.get("threshold") is None else f"p >= {s['threshold']:.3f}"
-        lines.append(
-            f"  screening {s['positive_class']} vs rest ({how}): sensitivity "
-            f"{_pct(s['sensitivity'])} (95% CI {_pct(lo)}-{_pct(hi)}), specificity "
-            f"{_pct(s['specificity'])} (95% CI {_pct(slo)}-{_pct(shi)})"
-        )
-    if r.get("unmatched_folders"):
-        lines.append(f"  folders matching no class (ignored): {', '.join(r['unmatched_folders'])}")
-    for sk in r["skipped"][:10]:
-        lines.append(f"  skipped {sk['path']}: {sk['reason']}")
-    if r["n_skipped"] > 10:
-        lines.append(f"  ... and {r['n_skipped'] - 10} more skipped")
-    return lines
-
-
-def format_compare(results: list[dict[str, Any]]) -> list[str]:
-    lines = ["", f"{'model':<28}{'acc':>8}{'FPS':>8}{'recall':>8}{'spec':>8}{'practicality':>14}"]
-    for r in results:
-        s = r.get("screening", {})
-        lines.append(
-            f"{Path(r['model']).name[:27]:<28}{_pct(r['accuracy']):>8}"
-            f"{r['average_fps']:>8.1f}{_pct(s.get('sensitivity', math.nan)):>8}"
-            f"{_pct(s.get('specificity', math.nan)):>8}{r['practicality_score']:>14.3f}"
-        )
-    return lines

@@ -37,6 +37,7 @@ __all__ = [
 REGISTRY: dict[str, str] = {
     "onnxruntime": "mpox_edge.edge.model.backends.ort:OnnxRuntimeBackend",
     "openvino": "mpox_edge.edge.model.backends.ov:OpenVINOBackend",
+    "ncnn": "mpox_edge.edge.model.backends.ncnn:NcnnBackend",
 }
 
 

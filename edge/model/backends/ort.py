@@ -20,6 +20,13 @@ _DEVICE_PROVIDERS = {
     "cuda": ["CUDAExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
 }
+# mpox-edge does not depend on one ORT package (a Jetson's onnxruntime-gpu must never be
+# replaced), so a plain install has none: this names the fix. Not on public PyPI: the extra
+# works from a checkout or a built wheel.
+ORT_HINT = (
+    "install one: pip install onnxruntime (CPU), or NVIDIA's onnxruntime-gpu wheel on a "
+    "Jetson; from the checkout: pip install '.[cpu]' (docs/devices.md)"
+)
 _ARM_PROVIDERS = ("ACLExecutionProvider", "ArmNNExecutionProvider", "XnnpackExecutionProvider")
 
 
@@ -54,7 +61,7 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError as e:
-            return Probe(cls.name, False, reason=f"onnxruntime is not installed ({e})")
+            return Probe(cls.name, False, reason=f"onnxruntime is not installed ({e}); {ORT_HINT}")
         have = set(ort.get_available_providers())
         devices = ["cpu"] + [
             d for d, provs in _DEVICE_PROVIDERS.items() if provs and provs[0] in have

@@ -36,7 +36,7 @@ class OpenVINOBackend:
             return Probe(
                 cls.name,
                 False,
-                reason=f"openvino is not installed ({e}); pip install 'mpox-edge[openvino]'",
+                reason=f"openvino is not installed ({e}); pip install openvino",
             )
         core = ov.Core()
         devices = [d.lower() for d in core.available_devices]

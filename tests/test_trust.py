@@ -1,0 +1,193 @@
+"""Calibrated probabilities and the "unsure" score (edge/model/trust.py) and their use in
+``Classifier``: old manifests behave exactly as before, new fields are checked, and the
+score gives the same decision on every backend and precision for real images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mpox_edge.edge.errors import IntegrityError, ManifestError
+from mpox_edge.edge.model.classifier import Classifier, default_data_dir, default_model_dir
+from mpox_edge.edge.model.dataset import read_image
+from mpox_edge.edge.model.manifest import ModelDir, sha256_file
+from mpox_edge.edge.model.trust import (
+    OodSpec,
+    OodStats,
+    Trust,
+    calibrated_probs,
+    ood_score,
+    ood_scores,
+)
+from mpox_edge.edge.reports.accuracy import softmax
+
+
+def test_calibrated_probs_sum_to_one_and_t1_is_softmax() -> None:
+    z = np.random.default_rng(0).normal(0, 5, (50, 4))
+    for t in (0.5, 1.0, 1.7, 4.0):
+        p = calibrated_probs(z, t)
+        assert np.allclose(p.sum(axis=1), 1.0) and (p >= 0).all()
+        assert (p.argmax(1) == z.argmax(1)).all()  # temperature never changes the answer
+    assert np.allclose(calibrated_probs(z[0], 1.0), softmax(z[0]))
+    # a higher temperature is less confident
+    assert calibrated_probs(z, 3.0).max(1).mean() < calibrated_probs(z, 1.0).max(1).mean()
+
+
+def test_scores_rank_far_inputs_higher() -> None:
+    rng = np.random.default_rng(1)
+    means = rng.normal(0, 4, (3, 16))
+    lab = rng.integers(0, 3, 600)
+    feats = means[lab] + rng.normal(0, 1, (600, 16))
+    stats = OodStats.fit(feats, lab, dims=8)
+    near = means[rng.integers(0, 3, 50)] + rng.normal(0, 1, (50, 16))
+    far = rng.normal(0, 4, (50, 16)) * 3
+    s_near = ood_scores(np.zeros((50, 3)), near, "mahalanobis", stats=stats)
+    s_far = ood_scores(np.zeros((50, 3)), far, "mahalanobis", stats=stats)
+    assert np.median(s_far) > np.percentile(s_near, 95)
+    confident, flat = np.array([[9.0, 0.0, 0.0]]), np.array([[0.1, 0.0, 0.0]])
+    for kind in ("energy", "maxlogit", "msp"):
+        assert ood_scores(flat, None, kind)[0] > ood_scores(confident, None, kind)[0], kind
+    # (C, h, w) maps are pooled like (C,) vectors
+    fmap = np.repeat(near[0][:, None, None], 7, axis=1).repeat(7, axis=2)
+    t = Trust(ood=OodSpec("mahalanobis", 1.0, "s.npz", "x"))
+    assert ood_score(np.zeros(3), fmap, t, stats) == pytest.approx(s_near[0])
+
+
+def test_stats_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    stats = OodStats.fit(rng.normal(size=(80, 12)), rng.integers(0, 2, 80), dims=5, normalize=True)
+    stats.save(tmp_path / "s.npz")
+    back = OodStats.load(tmp_path / "s.npz")
+    x = rng.normal(size=(5, 12))
+    a = ood_scores(np.zeros((5, 2)), x, "mahalanobis", stats=stats)
+    b = ood_scores(np.zeros((5, 2)), x, "mahalanobis", stats=back)
+    assert np.allclose(a, b, rtol=1e-4)
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(ManifestError, match="not an OOD statistics file"):
+        OodStats.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"temperature": {"value": -1}}, "positive"),
+        ({"temperature": {"value": "hot"}}, "not a number"),
+        ({"ood": {"kind": "vibes", "threshold": 1}}, "one of"),
+        ({"ood": {"kind": "energy"}}, "incomplete"),
+        ({"ood": {"kind": "energy", "threshold": float("nan")}}, "finite"),
+        ({"ood": {"kind": "mahalanobis", "threshold": 1}}, "stats_file"),
+    ],
+)
+def test_bad_sections_name_the_problem(section: dict, match: str) -> None:
+    class M:
+        temperature = section.get("temperature")
+        ood = section.get("ood")
+
+    with pytest.raises(ManifestError, match=match):
+        Trust.from_manifest(M())
+
+
+def test_old_manifest_behaves_as_before() -> None:
+    md = ModelDir.load(default_model_dir())
+    if md.manifest.temperature or md.manifest.ood:
+        pytest.skip("the shipped default already has trust fields")
+    c = Classifier.open(backend="onnxruntime")
+    img = _images(1)[0]
+    p = c.predict(img)
+    assert c.trust == Trust() and p.ood_score is None and not p.unsure
+    assert np.allclose(p.probs, softmax(p.logits))
+
+
+def _images(n: int = 40) -> list[np.ndarray]:
+    paths = sorted(
+        p for p in default_data_dir().rglob("*") if p.suffix.lower() in (".jpg", ".png", ".webp")
+    )
+    return [read_image(p) for p in paths[:: max(1, len(paths) // n)]][:n]
+
+
+@pytest.fixture(scope="module")
+def trusted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model with a Mahalanobis "unsure" section: the shipped one if it has
+    it, else statistics fitted here on the sample images (a test of the arithmetic only)."""
+    src = default_model_dir()
+    md = ModelDir.load(src)
+    if (md.manifest.ood or {}).get("kind") == "mahalanobis":
+        return src
+    d = tmp_path_factory.mktemp("trusted") / "model"
+    shutil.copytree(src, d)
+    c = Classifier.open(d, backend="onnxruntime")
+    preds = [c.predict(im, with_features=True) for im in _images()]
+    feats = np.stack([p.features for p in preds])
+    stats = OodStats.fit(feats, np.asarray([p.index for p in preds]), dims=16)
+    stats.save(d / "ood_stats.npz")
+    scores = ood_scores(np.stack([p.logits for p in preds]), feats, "mahalanobis", stats=stats)
+    m = json.loads((d / "manifest.json").read_text())
+    m["temperature"] = {"value": 1.5, "fitted_on": "test", "n": len(preds)}
+    m["ood"] = {
+        "kind": "mahalanobis",
+        "threshold": float(np.percentile(scores, 70)),
+        "stats_file": "ood_stats.npz",
+        "sha256": sha256_file(d / "ood_stats.npz"),
+    }
+    (d / "manifest.json").write_text(json.dumps(m))
+    return d
+
+
+# |score - fp32 ORT score| in units of the threshold: fp32 runtimes agree to rounding;
+# int8 moves the pooled features measurably (decisions are compared outside that band)
+SCORE_RTOL = {"fp32": 1e-3, "int8": 0.5}
+
+
+@pytest.fixture(params=["shipped", "mahalanobis"])
+def any_trusted(request: pytest.FixtureRequest, trusted_dir: Path) -> Path:
+    if request.param == "mahalanobis":
+        return trusted_dir
+    if not ModelDir.load(default_model_dir()).manifest.ood:
+        pytest.skip("the shipped default has no ood section")
+    return default_model_dir()
+
+
+def test_unsure_is_the_same_on_every_backend_and_precision(any_trusted: Path) -> None:
+    trusted_dir = any_trusted
+    imgs = _images()
+    runs = {}
+    for backend, precision in (
+        ("onnxruntime", "fp32"),
+        ("openvino", "fp32"),
+        ("onnxruntime", "int8"),
+    ):
+        try:
+            c = Classifier.open(trusted_dir, backend=backend, precision=precision)
+        except Exception as e:  # noqa: BLE001 - a missing runtime/artifact is a skip, not a pass
+            pytest.skip(f"{backend}/{precision}: {e}")
+        runs[(backend, precision)] = [c.predict(im) for im in imgs]
+    ref = runs[("onnxruntime", "fp32")]
+    thr = Classifier.open(trusted_dir, backend="onnxruntime").trust.ood.threshold  # type: ignore[union-attr]
+    s_ref = np.array([p.ood_score for p in ref])
+    for key, preds in runs.items():
+        s = np.array([p.ood_score for p in preds])
+        rel = np.abs(s - s_ref) / abs(thr)  # score change in units of the threshold
+        print(key, "max |score - fp32 ORT| / threshold", float(rel.max()))
+        assert rel.max() <= SCORE_RTOL[key[1]], (key, float(rel.max()))
+        # same decision wherever the reference is not within the tolerance of the threshold
+        clear = np.abs(s_ref - thr) > SCORE_RTOL[key[1]] * np.abs(thr)
+        assert (np.array([p.unsure for p in preds])[clear] == (s_ref > thr)[clear]).all(), key
+        for p in preds:
+            assert p.probs.sum() == pytest.approx(1.0)
+            assert p.unsure == (p.ood_score > thr)
+
+
+def test_tampered_stats_are_refused(trusted_dir: Path, tmp_path: Path) -> None:
+    d = tmp_path / "model"
+    shutil.copytree(trusted_dir, d)
+    stats = json.loads((d / "manifest.json").read_text())["ood"]["stats_file"]
+    with open(d / stats, "ab") as f:
+        f.write(b"x")
+    with pytest.raises(IntegrityError, match="does not match the sha256"):
+        Classifier.open(d, backend="onnxruntime")
+    (d / stats).unlink()
+    with pytest.raises(IntegrityError, match="missing"):
+        Classifier.open(d, backend="onnxruntime")
