@@ -159,9 +159,12 @@ class UnsureFakeClassifier(FakeClassifier):
     def __init__(self, threshold: float = 0.5, delay_s: float = 0.0) -> None:
         super().__init__(delay_s)
         manifest = SimpleNamespace(
-            positive_class="Monkeypox", screening_threshold=None, ood={"threshold": threshold}
+            architecture="",
+            positive_class="Monkeypox",
+            screening_threshold=None,
+            ood={"threshold": threshold},
         )
-        self.model = SimpleNamespace(manifest=manifest)
+        self.model = SimpleNamespace(path="", manifest=manifest)
         self.threshold = threshold
 
     def predict(
