@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mpox_edge.edge.reports.evaluate", "evaluate models on a held-out image folder"),
     "explain": ("mpox_edge.edge.explain.cam", "class-activation heatmap for one image"),
     "serve": ("mpox_edge.edge.kiosk.serve", "run the kiosk daemon"),
+    "fleet": ("mpox_edge.edge.kiosk.fleet", "live table of kiosks reporting to an MQTT broker"),
+    "model": ("mpox_edge.edge.model.storecli", "signed model bundles: pack, install, activate"),
 }
 
 

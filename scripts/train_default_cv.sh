@@ -19,9 +19,21 @@
 # 4. 4 CV models (model k: folds {0..3}\{k}) -> out-of-fold logits/features; the final
 #    model on all of folds 0-3; 4 leave-one-class-out models (folds 0-2, scored on fold 3)
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+    exit 0
+fi
+if [[ "${1:-}" == -* ]]; then
+    echo "$(basename "$0"): unknown option $1 (try --help)" >&2
+    exit 2
+fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 datasets="${1:-$here/../shared/datasets}"
 out="${2:-$here/runs/cv}"
+if [[ ! -d "$datasets/msid" || ! -d "$datasets/msld2-dev" ]]; then
+    echo "$(basename "$0"): $datasets must hold msid/ and msld2-dev/ (see --help)" >&2
+    exit 2
+fi
 run=(nice -n 10 python3 "$here/scripts/cv_train.py" --datasets "$datasets" --dir "$out")
 mkdir -p "$out"
 python3 "$here/scripts/find_overlap.py" --msid "$datasets/msid" --msld2 "$datasets/msld2-dev" \

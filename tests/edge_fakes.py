@@ -153,7 +153,7 @@ class ServeProcess:
 
 class UnsureFakeClassifier(FakeClassifier):
     """A FakeClassifier with the trust fields of ``Prediction``: the OOD score is the
-    frame's mean blue level in [0, 1], and ``unsure`` is that score >= ``threshold``;
+    frame's mean blue level in [0, 1], and ``unsure`` is that score > ``threshold``;
     its manifest records the same threshold, as a model with an ``ood`` record does."""
 
     def __init__(self, threshold: float = 0.5, delay_s: float = 0.0) -> None:
@@ -172,7 +172,7 @@ class UnsureFakeClassifier(FakeClassifier):
     ) -> SimpleNamespace:
         pred = super().predict(frame, color_order=color_order, with_features=with_features)
         pred.ood_score = float(frame[..., 0 if color_order == "BGR" else 2].mean() / 255.0)
-        pred.unsure = pred.ood_score >= self.threshold
+        pred.unsure = pred.ood_score > self.threshold
         return pred
 
 

@@ -300,8 +300,8 @@ class Pipeline:
             return False, ood, ""
         thr = self.ood_threshold
         if len(self._ood) > 1 and thr is not None and len(scores) == len(self._ood):
-            if ood >= thr:
-                return True, ood, f"unsure: OOD score {ood:.3g} >= {thr:g}, see a health worker"
+            if ood > thr:  # as Prediction.unsure: score > threshold
+                return True, ood, f"unsure: OOD score {ood:.3g} > {thr:g}, see a health worker"
             return False, ood, ""
         flags = [u for _, u in self._ood]
         if flags and 2 * sum(flags) > len(flags) or (len(flags) == 1 and flags[0]):

@@ -77,6 +77,8 @@ class DaemonView:
                 else None
             ),
             "explain": d.explainer.wanted(d.cfg),
+            "model_version": d.rollout.serving(),
+            "rollout": d.rollout.state,
             "ui": d.webui.stats() if d.cfg.ui.enabled else None,
             "config": d.cfg.origin,
             "integrity": {"ok": not tampered(d), "problems": tampered(d)},
