@@ -29,7 +29,7 @@ from .capture import Backoff, Capture, LatestFrame
 from .frames import FrameNeed
 from .httpapi import ApiServer
 from .inbox import InboxRecord
-from .pipeline import Pipeline, Result
+from .pipeline import ClassifierLike, Pipeline, Result
 from .recorder import Recorder
 from .rollout import Rollout
 from .sdnotify import Notifier
@@ -48,10 +48,10 @@ def one_line(e: BaseException) -> str:
     return text if isinstance(e, MpoxEdgeError) else f"{type(e).__name__}: {text}".rstrip(": ")
 
 
-ClassifierFactory = Callable[[config.Config], Any]
+ClassifierFactory = Callable[[config.Config], ClassifierLike]
 
 
-def open_classifier(cfg: config.Config) -> Any:
+def open_classifier(cfg: config.Config) -> ClassifierLike:
     """The real model, through the same ``Classifier`` as bench and eval."""
     from ..model.classifier import Classifier
     from ..model.selection import cache_dir_default
@@ -101,7 +101,7 @@ class Daemon:
         self.telemetry = Telemetry()
         self.buffer = LatestFrame()
         self.explainer = Explainer()
-        self.classifier: Any = None
+        self.classifier: ClassifierLike | None = None
         self.pipeline: Pipeline | None = None
         self.capture: Capture | None = None
         self.recorder: Recorder | None = None
@@ -215,8 +215,8 @@ class Daemon:
 
     def frame_need(self) -> FrameNeed:
         """The pixels the model, the quality check and the ROI need from each frame."""
-        spec = getattr(self.classifier, "spec", None)
-        size = int(getattr(spec, "input_size", 0) or 0)
+        spec = self.classifier.spec if self.classifier is not None else None
+        size = spec.input_size if spec is not None else 0
         if not size:
             return FrameNeed()
         cfg = self.cfg
@@ -272,7 +272,10 @@ class Daemon:
             self.telemetry.observe_ms(r.timings_ms)
             self.telemetry.decided(r.decision.label)
             self.recorder.decision(
-                r, self.classifier.classes, self.pipeline.positive_class, self.model_info(True)
+                r,
+                self.pipeline.classifier.classes,
+                self.pipeline.positive_class,
+                self.model_info(True),
             )
             if frame.ack:  # after the decision is in the log: a dir:// photo is done
                 frame.ack(self.recorder.last_ok)
@@ -333,7 +336,7 @@ class Daemon:
         assert self.reload_config is not None and self.pipeline is not None
         old = self.cfg
         new = self.reload_config()
-        clf = self.classifier
+        clf = self.pipeline.classifier  # the running model (== self.classifier)
         if asdict(new.model) != asdict(old.model):
             with self.notifier.keepalive():
                 clf = self._load_model(new)
@@ -394,14 +397,11 @@ class Daemon:
 
     def model_info(self, short: bool = False) -> dict[str, str]:
         clf = self.classifier
-        art = getattr(getattr(clf, "backend", None), "artifact", None)
-        md = getattr(clf, "model", None)
-        info = {
-            "backend": str(getattr(clf, "description", type(clf).__name__)),
-            "model_sha256": str(getattr(art, "sha256", "")),
-        }
+        if clf is None:
+            return {"backend": "", "model_sha256": ""} | ({} if short else {"model": ""})
+        info = {"backend": clf.description, "model_sha256": clf.backend.artifact.sha256}
         if not short:
-            info["model"] = str(getattr(md, "path", ""))
+            info["model"] = str(clf.model.path)
         return info
 
     def cpu_ms_per_decision(self) -> float | None:

@@ -1,8 +1,8 @@
 """One frame to one decision: quality check, optional ROI, the model, smoothing, thresholds.
 
-The classifier is passed in (anything with ``classes`` and ``predict(image, color_order=,
-with_features=)``), so tests and the soak benchmark drive the real pipeline with a real or a
-fake model. No threads here: the daemon's frame loop calls ``process`` on the newest frame.
+The classifier is passed in (anything shaped like ``ClassifierLike``: ``Classifier`` or a
+test's fake), so tests and the soak benchmark drive the real pipeline with a real or a fake
+model. No threads here: the daemon's frame loop calls ``process`` on the newest frame.
 
 A frame that is too blurred or badly exposed is not worth a model run: it becomes
 ``retake`` straight away (a kiosk asks the person to hold still or step into the light).
@@ -24,7 +24,9 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..model.backends import Backend
 from ..model.dataset import match_class
+from ..model.manifest import Manifest, ModelDir, Preprocess
 from .config import DecisionConfig, RoiConfig
 from .quality import (  # noqa: F401 - the gate lived here; its names stay importable
     QUALITY_SIDE,
@@ -40,11 +42,30 @@ SMOOTH_GAP_S = 2.0  # a pause longer than this (camera outage, new person) resta
 
 
 class ClassifierLike(Protocol):
+    """What the daemon uses of ``model.classifier.Classifier`` (tests pass a fake)."""
+
     classes: list[str]
+    selection: dict[str, Any]  # auto's decision, empty when a backend was named
+
+    @property
+    def model(self) -> ModelDir: ...
+
+    @property
+    def spec(self) -> Preprocess | None:
+        """The model's input (None: a fake that takes frames of any size)."""
+        ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def description(self) -> str: ...
 
     def predict(
         self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False
     ) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -158,7 +179,7 @@ def positive_index(classes: list[str], cfg: DecisionConfig, manifest_positive: s
     return i
 
 
-def refer_threshold(cfg: DecisionConfig, manifest: Any, same_class: bool) -> tuple[float, str]:
+def refer_threshold(cfg: DecisionConfig, manifest: Manifest, same_class: bool) -> tuple[float, str]:
     """The threshold in force and where it came from (config, model or default).
 
     The model's threshold was chosen for its own positive class on validation data: it
@@ -166,7 +187,7 @@ def refer_threshold(cfg: DecisionConfig, manifest: Any, same_class: bool) -> tup
     """
     if cfg.refer_threshold > 0:
         return cfg.refer_threshold, "config"
-    rec = getattr(manifest, "screening_threshold", None) or {}
+    rec = manifest.screening_threshold or {}
     if same_class and isinstance(rec.get("value"), (int, float)) and 0 < rec["value"] < 1:
         return float(rec["value"]), "model"
     return DEFAULT_REFER_THRESHOLD, "default"
@@ -199,8 +220,8 @@ class Pipeline:
 
     def configure(self, cfg: DecisionConfig, roi: RoiConfig) -> None:
         """Apply new thresholds (SIGHUP) without losing the smoothing window."""
-        manifest = getattr(getattr(self.classifier, "model", None), "manifest", None)
-        manifest_pos = getattr(manifest, "positive_class", None)
+        manifest = self.classifier.model.manifest
+        manifest_pos = manifest.positive_class
         self.pos = positive_index(list(self.classifier.classes), cfg, manifest_pos)
         self.threshold, self.threshold_source = refer_threshold(
             cfg, manifest, self.positive_class == manifest_pos

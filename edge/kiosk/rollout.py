@@ -105,7 +105,9 @@ class Rollout:
                 self.d.cfg, model=dataclasses.replace(self.d.cfg.model, dir=str(cur))
             )
             clf = self.d._load_model(cfg)
-            classes = self.d.cfg.models.classes or list(self.d.classifier.classes)
+            running = self.d.classifier
+            assert running is not None  # a swap replaces a model that is serving
+            classes = self.d.cfg.models.classes or list(running.classes)
             why = health_check(clf, cur, classes)
             if why:
                 clf.close()
