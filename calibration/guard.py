@@ -31,10 +31,22 @@ Wrap = Callable[..., Any]
 
 
 class Quantizer(Protocol):
+    """One int8 candidate maker (a backend's variant): quantize with some nodes in float."""
+
     backend: str
     fmt: str
-    variant: str
-    restores_accuracy: bool
+
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def restores_accuracy(self) -> bool:
+        """The tool restores accuracy itself (no greedy fallback on top)."""
+        ...
+
+    def prepare(self) -> None: ...
+
+    def resolve_exclude(self, names: Sequence[str]) -> list[str]: ...
 
     def nodes(self) -> list[str]: ...
 

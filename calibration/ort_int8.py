@@ -31,43 +31,59 @@ import io
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mpox_edge.edge.errors import CalibrationError, UsageError
 
-from .reader import CalibrationReader
+from .config import METHODS, OP_SCOPES, CalibrationConfig
+from .gelu import fuse_gelu
+from .guard import Quantizer
+from .reader import CalibrationReader, ImageSet
 
-METHODS = ("minmax", "entropy", "percentile")
-OP_SCOPES = ("auto", "all", "conv")
 CONV_OPS = ("Conv", "MatMul", "Gemm")
+__all__ = ["METHODS", "OP_SCOPES", "OrtInt8", "OrtQuantizer", "fuse_gelu"]
 
 
-@dataclass(frozen=True)
-class OrtOptions:
-    """Settings of the ONNX Runtime quantizer (recorded in the manifest)."""
+class OrtInt8:
+    """ONNX Runtime's int8 in the quantizer registry: one candidate per operator scope.
 
-    method: str = "minmax"
-    op_types: str = "auto"  # auto | all | conv
-    per_channel: bool = True
-    activation_type: str = "uint8"  # uint8 | int8
-    reduce_range: bool = False  # 7-bit weights, for x86 CPUs without VNNI (see docs)
-    pre_optimize: bool = False  # let quant_pre_process run ORT's optimizer (slower int8 here)
-    fuse_gelu: bool = True  # erf-GELU subgraphs -> com.microsoft.Gelu before quantizing
-    percentile: float = 99.999
+    Owns where the artifact goes, which variants are tried and what the manifest records
+    about the quantizer; the shared run (``run.py``) guards, times and installs.
+    """
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise UsageError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.op_types not in OP_SCOPES:
-            raise UsageError(f"op types must be one of {', '.join(OP_SCOPES)}")
-        if self.activation_type not in ("uint8", "int8"):
-            raise UsageError("activation type must be uint8 or int8")
+    backend: ClassVar[str] = "onnxruntime"
+    fmt: ClassVar[str] = "onnx"
+    int8_path: ClassVar[str] = "model.int8.onnx"
+    weights_suffix: ClassVar[str | None] = None
 
-    def scopes(self) -> list[str]:
-        return ["all", "conv"] if self.op_types == "auto" else [self.op_types]
+    def __init__(self, cfg: CalibrationConfig) -> None:
+        self.cfg = cfg
+        self._variants: list[OrtQuantizer] = []
+
+    def variants(
+        self, fp32_path: Path, work: Path, reader: CalibrationReader, validation: ImageSet
+    ) -> list[Quantizer]:
+        """The scopes share the pre-processed model and the calibration cache."""
+        self._variants = [
+            OrtQuantizer(fp32_path, work, reader, self.cfg, scope)
+            for scope in self.cfg.onnxruntime.scopes()
+        ]
+        return list(self._variants)
+
+    def record(self, chosen: Quantizer) -> dict[str, Any]:
+        return {
+            "method": self.cfg.method,
+            **asdict(self.cfg.onnxruntime),
+            "op_types": "Conv/MatMul/Gemm" if chosen.variant.endswith("conv") else "all",
+            "tool": "onnxruntime.quantization.quantize_static",
+            "format": "QDQ",
+            "variant": chosen.variant,
+            "weight_type": "int8",
+            "gelu_fused": self._variants[0].gelu_fused if self._variants else 0,
+        }
 
 
 @contextlib.contextmanager
@@ -99,16 +115,17 @@ class OrtQuantizer:
         fp32_path: Path,
         work: Path,
         reader: CalibrationReader,
-        options: OrtOptions,
+        cfg: CalibrationConfig,
         scope: str,
     ) -> None:
         self.fp32_path = Path(fp32_path)
         self.work = Path(work)
         self.reader = reader
-        self.options = options
+        self.method = cfg.method
+        self.options = cfg.onnxruntime
         self.scope = scope
         self.pre_path = self.work / "ort-pre.onnx"
-        self.cache_path = self.work / f"ort-calib-{options.method}.json"
+        self.cache_path = self.work / f"ort-calib-{cfg.method}.json"
         self._n = 0
         self._graph: Any = None
         self.gelu_fused = 0
@@ -178,12 +195,12 @@ class OrtQuantizer:
             "minmax": CalibrationMethod.MinMax,
             "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile,
-        }[self.options.method]
+        }[self.method]
         self._n += 1
         out = self.work / f"ort-{self.scope}-{self._n}.onnx"
         self.reader.rewind()
         extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": False}
-        if self.options.method == "percentile":
+        if self.method == "percentile":
             extra["CalibPercentile"] = self.options.percentile
         try:
             with _quiet():
@@ -228,94 +245,6 @@ class OrtQuantizer:
         return {
             n.name: max(0.0, err.get(n.output[0], 0.0) - err.get(n.input[0], 0.0)) for n in nodes
         }
-
-
-def fuse_gelu(model: Any) -> tuple[Any, int]:
-    """Replace erf-GELU subgraphs by ``com.microsoft.Gelu``; returns (model, how many).
-
-    ``x * 0.5 * (1 + erf(x / sqrt 2))`` as torch exports it (``Div, Erf, Add, Mul, Mul``)
-    becomes ``Gelu(x)``; when the final ``* 0.5`` was folded into the next layer's weights
-    (``Div, Erf, Add, Mul`` = 2 GELU(x)) it becomes ``Gelu(x) * 2``. Exact same function.
-    """
-    from onnx import helper, numpy_helper
-
-    g = model.graph
-    const: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant":
-            for at in n.attribute:
-                if at.name == "value":
-                    const[n.output[0]] = numpy_helper.to_array(at.t)
-    prod = {o: n for n in g.node for o in n.output}
-    cons: dict[str, list[Any]] = {}
-    for n in g.node:
-        for i in n.input:
-            cons.setdefault(i, []).append(n)
-    graph_out = {o.name for o in g.output}
-
-    def is_const(name: str, v: float) -> bool:
-        a = const.get(name)
-        return a is not None and a.size == 1 and abs(float(a.reshape(-1)[0]) - v) < 1e-4 * v
-
-    def sole(t: str) -> Any:
-        c = cons.get(t, [])
-        return c[0] if len(c) == 1 and t not in graph_out else None
-
-    drop: set[int] = set()
-    insert: dict[int, list[Any]] = {}
-    two = None
-    for e in g.node:
-        if e.op_type != "Erf":
-            continue
-        d = prod.get(e.input[0])
-        if d is None or d.op_type != "Div" or not is_const(d.input[1], 2**0.5):
-            continue
-        x = d.input[0]
-        a = sole(e.output[0]) if sole(d.output[0]) is e else None
-        if a is None or a.op_type != "Add" or len(a.input) != 2:
-            continue
-        if not is_const(a.input[1] if a.input[0] == e.output[0] else a.input[0], 1.0):
-            continue
-        m1 = sole(a.output[0])
-        if m1 is None or m1.op_type != "Mul" or sorted(m1.input) != sorted([x, a.output[0]]):
-            continue
-        m2 = sole(m1.output[0])
-        half = (
-            m2 is not None
-            and m2.op_type == "Mul"
-            and len(m2.input) == 2
-            and is_const(m2.input[1] if m2.input[0] == m1.output[0] else m2.input[0], 0.5)
-        )
-        name = (m1.name or x).rsplit("/", 1)[0] + "/Gelu"
-        if half:
-            new = [helper.make_node("Gelu", [x], [m2.output[0]], name=name, domain="com.microsoft")]
-            drop |= {id(d), id(e), id(a), id(m1), id(m2)}
-        else:
-            if two is None:
-                two = f"{name}/two"
-                g.initializer.append(numpy_helper.from_array(np.array(2.0, np.float32), two))
-            new = [
-                helper.make_node(
-                    "Gelu", [x], [name + "_output_0"], name=name, domain="com.microsoft"
-                ),
-                helper.make_node(
-                    "Mul", [name + "_output_0", two], [m1.output[0]], name=name + "/x2"
-                ),
-            ]
-            drop |= {id(d), id(e), id(a), id(m1)}
-        insert[id(d)] = new
-    if not insert:
-        return model, 0
-    nodes = []
-    for n in g.node:
-        nodes.extend(insert.get(id(n), []))
-        if id(n) not in drop:
-            nodes.append(n)
-    del g.node[:]
-    g.node.extend(nodes)
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return model, len(insert)
 
 
 def _nmse(ref: list[np.ndarray], got: list[np.ndarray]) -> float:

@@ -17,35 +17,49 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mpox_edge.edge.errors import CalibrationError, UsageError
 
+from .config import PRESETS, CalibrationConfig
+from .guard import Quantizer
 from .reader import CalibrationReader, ImageSet
 
-PRESETS = ("performance", "mixed")
 COMPUTE_OPS = ("Convolution", "GroupConvolution", "MatMul")
+__all__ = ["PRESETS", "OvInt8", "OvQuantizer"]
 
 
-@dataclass(frozen=True)
-class OvOptions:
-    """Settings of the NNCF quantizer (recorded in the manifest)."""
+class OvInt8:
+    """OpenVINO's int8 in the quantizer registry: one NNCF candidate (or accuracy control)."""
 
-    method: str = "minmax"
-    preset: str = "performance"
-    subset_size: int = 300
-    fast_bias_correction: bool = True
-    accuracy_control: bool = False
-    max_drop: float = 1.0  # points; only used by accuracy_control
+    backend: ClassVar[str] = "openvino"
+    fmt: ClassVar[str] = "openvino"
+    int8_path: ClassVar[str] = "model.int8.xml"
+    weights_suffix: ClassVar[str | None] = ".bin"  # found by OpenVINO from the .xml's name
 
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise UsageError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
-        if self.subset_size < 1:
-            raise UsageError("subset size must be positive")
+    def __init__(self, cfg: CalibrationConfig) -> None:
+        self.cfg = cfg
+
+    def variants(
+        self, fp32_path: Path, work: Path, reader: CalibrationReader, validation: ImageSet
+    ) -> list[Quantizer]:
+        return [OvQuantizer(fp32_path, work, reader, self.cfg, validation=validation)]
+
+    def record(self, chosen: Quantizer) -> dict[str, Any]:
+        o = self.cfg.openvino
+        return {
+            "method": self.cfg.method,
+            "preset": o.preset,
+            "subset_size": self.cfg.data.subset_size,
+            "fast_bias_correction": o.fast_bias_correction,
+            "accuracy_control": o.accuracy_control,
+            "tool": "nncf.quantize_with_accuracy_control"
+            if o.accuracy_control
+            else "nncf.quantize",
+            "variant": chosen.variant,
+        }
 
 
 class OvQuantizer:
@@ -59,16 +73,18 @@ class OvQuantizer:
         fp32_path: Path,
         work: Path,
         reader: CalibrationReader,
-        options: OvOptions,
+        cfg: CalibrationConfig,
         validation: ImageSet | None = None,
-        threads: int | None = None,
     ) -> None:
         self.fp32_path = Path(fp32_path)
         self.work = Path(work)
         self.reader = reader
-        self.options = options
+        self.method = cfg.method
+        self.subset_size = cfg.data.subset_size
+        self.max_drop = cfg.guard.max_drop  # accuracy control's own target
+        self.options = cfg.openvino
         self.validation = validation
-        self.threads = threads
+        self.threads = cfg.threads
         self._n = 0
         self._model: Any = None
 
@@ -131,11 +147,11 @@ class OvQuantizer:
             "minmax": RangeEstimatorParametersSet.MINMAX,
             "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE,
             "entropy": RangeEstimatorParametersSet.HISTOGRAM,
-        }[self.options.method]
+        }[self.method]
         return {
             "preset": nncf.QuantizationPreset(self.options.preset),
             "target_device": nncf.TargetDevice.CPU,
-            "subset_size": min(self.options.subset_size, len(self.reader)),
+            "subset_size": min(self.subset_size, len(self.reader)),
             "fast_bias_correction": self.options.fast_bias_correction,
             "ignored_scope": nncf.IgnoredScope(names=list(exclude)) if exclude else None,
         }, AdvancedQuantizationParameters(activations_range_estimator_params=est)
@@ -188,7 +204,7 @@ class OvQuantizer:
             self.reader.nncf_dataset(),
             val_ds,
             validate,
-            max_drop=max(self.options.max_drop, 0.0) / 100.0,
+            max_drop=max(self.max_drop, 0.0) / 100.0,
             drop_type=nncf.DropType.ABSOLUTE,
             advanced_quantization_parameters=advanced,
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(

@@ -96,7 +96,7 @@ def _affine(h: int, w: int, out: int, cfg: AugmentConfig, rng: np.random.Generat
 
 def _color(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast, saturation and hue jitter (one float pass, one HSV pass)."""
-    x = img.astype(np.float32)
+    x: np.ndarray = img.astype(np.float32)
     b = rng.uniform(-cfg.brightness, cfg.brightness) * 255.0
     k = rng.uniform(1 - cfg.contrast, 1 + cfg.contrast)
     mu = float(x.mean())
@@ -137,8 +137,9 @@ def _degrade(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.
     if rng.random() < cfg.jpeg_p:
         q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, q])
-        if ok:
-            x = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if ok:  # a JPEG just encoded from x decodes (None would keep x)
+            dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            x = x if dec is None else dec
     return x
 
 
@@ -159,7 +160,7 @@ def augment(
         raise ValueError(f"expected an HxWx3 uint8 image, got {img.shape} {img.dtype}")
     h, w = img.shape[:2]
     m = _affine(h, w, out_size, cfg, rng)
-    x = cv2.warpAffine(
+    x: np.ndarray = cv2.warpAffine(
         img, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
     )
     if rng.random() < cfg.color_p:

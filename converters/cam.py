@@ -49,7 +49,7 @@ def export_cam_head(
         else:
             raise ValueError(f"unknown cam kind {kind!r} for {entry.name}")
     path = out_dir / CAM_FILE
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return {
         "kind": kind,
         "file": CAM_FILE,
@@ -89,8 +89,9 @@ def _mlp_layers(model: Any, c: int, hw: Any) -> dict[str, np.ndarray]:
             arrays[f"b{i}"] = layer.bias.detach().float().numpy()
             kinds.append("linear")
         elif name in _ACTS:
-            if _ACTS[name]:
-                kinds.append(_ACTS[name])
+            act = _ACTS[name]
+            if act:
+                kinds.append(act)
         else:
             raise ValueError(f"MLP head layer {name} has no numpy twin for CAM")
     arrays["layers"] = np.array(kinds)

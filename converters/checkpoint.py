@@ -9,10 +9,10 @@ other tools) are accepted too when the caller names the architecture.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def load_checkpoint(
         stored = str(obj.get("arch", ""))
         if arch is not None and arch != stored:
             raise CheckpointError(f"{p} is a {stored!r} checkpoint, not {arch!r}")
-        sd = obj.get("state_dict")
+        sd: dict[str, Any] = obj.get("state_dict") or {}
         if not _is_state_dict(sd):
             raise CheckpointError(f"{p}: checkpoint has no usable state_dict")
         meta = {k: v for k, v in obj.items() if k != "state_dict"}
@@ -175,12 +175,8 @@ def zoo_preprocess(arch: str, *, input_size: int | None = None) -> Preprocess:
     """The zoo entry's preprocessing as the manifest's ``Preprocess`` (optionally resized)."""
     from .zoo import get_entry
 
-    cfg = get_entry(arch).preprocess
-    kw = {f.name: getattr(cfg, f.name) for f in fields(Preprocess)}
-    kw["mean"], kw["std"] = tuple(kw["mean"]), tuple(kw["std"])
-    if input_size:
-        kw["input_size"] = int(input_size)
-    return Preprocess(**kw)
+    spec = get_entry(arch).preprocess
+    return dataclasses.replace(spec, input_size=int(input_size)) if input_size else spec
 
 
 def preprocess_from_meta(meta: dict[str, Any]) -> Preprocess:

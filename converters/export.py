@@ -202,7 +202,7 @@ def _write_artifacts(model: Any, entry: Any, pp: Preprocess, tmp: Path, to: list
 def _training_meta(meta: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
     from mpox_edge.edge.model.manifest import sha256_file
 
-    keep = {k: meta[k] for k in ("epoch", "val", "train_config") if k in meta}
+    keep: dict[str, Any] = {k: meta[k] for k in ("epoch", "val", "train_config") if k in meta}
     return {
         "checkpoint": Path(checkpoint).name,
         "checkpoint_sha256": sha256_file(checkpoint),

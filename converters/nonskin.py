@@ -60,7 +60,7 @@ def synthetic_frames(
         elif kind == "noise":
             img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
             if i % 4 == 1:
-                img = cv2.GaussianBlur(img, (0, 0), 3)
+                img = np.asarray(cv2.GaussianBlur(img, (0, 0), 3), np.uint8)
         elif kind == "gradient":
             a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
             t = np.linspace(0, 1, size)[:, None, None]

@@ -21,7 +21,7 @@ def _wrapper(model: Any, with_features: bool) -> Any:
     class InferenceGraph(torch.nn.Module):
         """Exactly what runs on the device: no auxiliary heads, optional CAM feature map."""
 
-        def __init__(self, m: torch.nn.Module) -> None:
+        def __init__(self, m: Any) -> None:
             super().__init__()
             self.m = m
 

@@ -54,9 +54,9 @@ def synthetic_images(
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-        img = cv2.GaussianBlur(img, (0, 0), 6)
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX)
+        noise = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        blurred = cv2.GaussianBlur(noise, (0, 0), 6)
+        img = cv2.normalize(blurred, np.empty_like(blurred), 0, 255, cv2.NORM_MINMAX)
         for _ in range(5):
             c = (int(rng.integers(0, size[1])), int(rng.integers(0, size[0])))
             cv2.circle(img, c, int(rng.integers(5, 40)), rng.integers(0, 256, 3).tolist(), -1)

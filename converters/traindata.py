@@ -168,10 +168,11 @@ def fold_sets(
         raise DataError(f"train folds {list(train_folds)} and val folds overlap")
     rows = read_splits(splits)
     tr = load_images(split_set(root, rows, classes, train_folds).items)
-    va = load_images(split_set(root, rows, classes, val_folds).items)
+    # no validation fold asked for: a final model on all training folds
+    va = load_images(split_set(root, rows, classes, val_folds).items if val_folds else [])
     for name, s in (("training", tr), ("validation", va)):
         if name == "validation" and not val_folds:
-            continue  # no validation fold asked for (a final model on all training folds)
+            continue
         if len(s.images) == 0:
             raise DataError(f"no readable {name} images under {root}")
     return tr, va

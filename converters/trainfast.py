@@ -142,7 +142,7 @@ def fit_top(
         t0 = time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(n)
-        view = rng.integers(1, nv, n) if nv > 1 else np.zeros(n, np.int64)
+        view = np.asarray(rng.integers(1, nv, n)) if nv > 1 else np.zeros(n, np.int64)
         model.train()
         for m in model.modules():  # frozen BatchNorms keep ImageNet statistics
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not m.weight.requires_grad:

@@ -165,7 +165,8 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         teacher = teacher.to(memory_format=torch.channels_last).eval()
     extra = [t_spec] if t_spec is not None and t_spec != spec else []
     aug = AugmentConfig.preset(cfg.augment)
-    ds = AugmentedDataset(tr, spec, seed=cfg.seed, config=aug, extra_specs=extra)
+    # a map-style dataset by duck typing (__len__/__getitem__), not a torch Dataset subclass
+    ds: Any = AugmentedDataset(tr, spec, seed=cfg.seed, config=aug, extra_specs=extra)
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=cfg.batch_size,

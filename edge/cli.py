@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from . import __version__
 from .cliopts import HelpFormatter
@@ -28,10 +29,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("mpox_edge.edge.reports.evaluate", "evaluate models on a held-out image folder"),
     "explain": ("mpox_edge.edge.explain.cam", "class-activation heatmap for one image"),
     "serve": ("mpox_edge.edge.kiosk.serve", "run the kiosk daemon"),
+    "fleet": ("mpox_edge.edge.kiosk.fleet", "live table of kiosks reporting to an MQTT broker"),
+    "model": ("mpox_edge.edge.model.storecli", "signed model bundles: pack, install, activate"),
 }
 
 
-def _load(names: Sequence[str]) -> dict[str, object]:
+def _load(names: Sequence[str]) -> dict[str, ModuleType]:
     mods = {}
     for name in names:
         modname = COMMANDS[name][0]
@@ -44,7 +47,7 @@ def _load(names: Sequence[str]) -> dict[str, object]:
     return mods
 
 
-def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The parser; with ``only``, just that command's module is imported (a device running
     ``serve`` never imports host-side code)."""
     parser = argparse.ArgumentParser(
@@ -65,7 +68,7 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
             formatter_class=HelpFormatter,
         )
         if name in mods:
-            mods[name].add_arguments(p)  # type: ignore[attr-defined]
+            mods[name].add_arguments(p)
     return parser, mods
 
 
@@ -90,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(mods[args.command].run(args) or 0)  # type: ignore[attr-defined]
+        return int(mods[args.command].run(args) or 0)
     except MpoxEdgeError as e:
         print(f"mpox-edge {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

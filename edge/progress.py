@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -17,7 +17,8 @@ def progress(
     if not on:
         yield from it
         return
-    total = total if total is not None else (len(it) if hasattr(it, "__len__") else None)  # type: ignore[arg-type]
+    if total is None and isinstance(it, Sized):
+        total = len(it)
     t0 = last = time.monotonic()
     i = 0
     for i, x in enumerate(it, 1):

@@ -44,20 +44,26 @@ def release_free_memory() -> None:
         trim(0)
 
 
-def cpu_temp_c() -> float | None:
-    """The SoC temperature: Pi ``cpu-thermal``, Jetson ``CPU-therm``, else the first zone."""
-    zones = sorted(Path("/sys/class/thermal").glob("thermal_zone*"))
-    first = None
-    for z in zones:
+def thermal_zones() -> list[tuple[str, float]]:
+    """Every readable ``/sys/class/thermal`` zone in order: (type, degrees C). The one probe
+    behind ``cpu_temp_c`` (``/status``, metrics) and ``thermal`` (bench)."""
+    out = []
+    for z in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
         try:
-            kind = (z / "type").read_text().strip().lower()
-            value = int((z / "temp").read_text().strip()) / 1000.0
+            kind = (z / "type").read_text().strip()
+            out.append((kind, int((z / "temp").read_text().strip()) / 1000.0))
         except (OSError, ValueError):
             continue
-        if "cpu" in kind or "soc" in kind:
+    return out
+
+
+def cpu_temp_c() -> float | None:
+    """The SoC temperature: Pi ``cpu-thermal``, Jetson ``CPU-therm``, else the first zone."""
+    zones = thermal_zones()
+    for kind, value in zones:
+        if "cpu" in kind.lower() or "soc" in kind.lower():
             return value
-        first = value if first is None else first
-    return first
+    return zones[0][1] if zones else None
 
 
 def process_start_time() -> float | None:
@@ -76,14 +82,8 @@ def process_start_time() -> float | None:
 
 
 def thermal() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for z in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
-        try:
-            kind = (z / "type").read_text().strip()
-            out[kind] = int((z / "temp").read_text().strip()) / 1000.0
-        except (OSError, ValueError):
-            continue
-    res: dict[str, Any] = {"cpu_temp_c": out or None}
+    """bench's record: every zone (``cpu_temp_c``) and, on a Pi, ``vcgencmd get_throttled``."""
+    res: dict[str, Any] = {"cpu_temp_c": dict(thermal_zones()) or None}
     if shutil.which("vcgencmd"):
         try:
             r = subprocess.run(

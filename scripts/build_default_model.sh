@@ -10,7 +10,13 @@
 #    reported only. OpenVINO int8 needs 25 layers kept in float to pass the fold-3 guard and
 #    is then only 1.1-1.3x faster than fp32 (docs/int8.md, "The shipped default"), so it is not shipped;
 #    `mpox-edge calibrate DIR --backend openvino` makes it for anyone who wants it;
-# 4. the checkpoint is kept in models/ (git) for `bench --against torch` and Grad-CAM checks.
+# 4. the checkpoint is kept in models/ (git) for `bench --against torch` and Grad-CAM checks;
+# 5. (issue 11) temperature, the screening threshold (replacing step 2's) and the "unsure"
+#    score fitted by scripts/fit_trust.py on validation data this model never trained on:
+#    MSID fold 3 + msld2-dev folds 0-3 (4 classes, minus images overlapping MSID), Cowpox/HFMD
+#    of msld2-dev folds 0-3 and non-skin frames; the score kind chosen by leave-one-class-out
+#    AUROC (runs/cv/loco.*.npz from scripts/train_default_cv.sh); then reported once on the
+#    test folds of both collections (models/default-test.json).
 # Fold 4 is never used for a choice.
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
@@ -41,4 +47,15 @@ mpox-edge calibrate "$out" --data "$msid" --backend onnxruntime --calib-folds 0,
     --json "$here/models/default-calibration.json" || echo "int8: see the report above"
 mpox-edge eval "$out" --data "$msid" --splits "$msid/splits.csv" --folds 4 \
     --json "$here/models/default-fold4.json"
+datasets="$(dirname "$msid")"
+python3 "$here/scripts/combine_splits.py" --datasets "$datasets" --out "$here/runs/cv/combined.csv"
+python3 "$here/scripts/predict_model.py" "$out" --datasets "$datasets" \
+    --splits "$here/runs/cv/combined.csv" --val "msid:3;msld2-dev:0,1,2,3" --train "msid:0,1,2" \
+    --out "$here/runs/eval/current.npz"
+python3 "$here/scripts/fit_trust.py" --val-npz "$here/runs/eval/current.npz" --loco-dir "$here/runs/cv" \
+    --val-desc "MSID fold 3 + msld2-dev folds 0-3, 4 classes, msld2 images overlapping MSID removed; none trained on by this model" \
+    --model-dir "$out" --json "$here/models/trust-fit.json" > /dev/null
+mpox-edge eval "$out" --data "$msid" --splits "$msid/splits.csv" --folds 4 --name msid \
+    --data "$datasets/msld2-dev" --splits "$datasets/msld2-dev/splits.csv" --folds 4 \
+    --exclude "$here/models/msld2-msid-overlap.csv" --name msld2-dev --json "$here/models/default-test.json"
 du -sh "$out" "$here/edge/data/heldout"

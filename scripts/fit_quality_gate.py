@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fit the kiosk's quality gate (``retake``) on real training photos and synthetic faults.
 
-The gate's measures are those of ``edge/kiosk/pipeline.py:quality_measures`` (the daemon's
+The gate's measures are those of ``edge/kiosk/quality.py:quality_measures`` (the daemon's
 own code). Real photos of MSID and msld2-dev folds 0-3 must pass; the same photos with
 synthetic blur, motion blur, under- and over-exposure applied must be caught. Thresholds
 are chosen by exhaustive search over real-photo quantiles: the highest mean catch rate over
@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 from mpox_edge.edge.errors import DataError
-from mpox_edge.edge.kiosk.pipeline import quality_measures
+from mpox_edge.edge.kiosk.quality import quality_measures
 from mpox_edge.edge.model.dataset import read_image
 
 REPO = Path(__file__).resolve().parents[1]

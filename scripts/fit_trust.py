@@ -167,11 +167,28 @@ def load_oof(cv: Path, splits: Path) -> dict[str, Any]:
     return out
 
 
+def load_val_npz(path: Path) -> dict[str, Any]:
+    """One model's validation predictions (``scripts/predict_model.py``) in OOF form."""
+    z = np.load(path)
+    out: dict[str, Any] = {
+        "val_logits": z["val_logits"],
+        "val_features": z["val_features"],
+        "y": z["val_label"],
+        "collection": z["val_collection"],
+        "model": np.zeros(len(z["val_label"]), int),
+        "train": [(z["train_features"], z["train_label"])],
+    }
+    for p in ("unseen", "nonskin"):
+        out[f"{p}_logits"], out[f"{p}_features"] = z[f"{p}_logits"], z[f"{p}_features"]
+        out[f"{p}_model"] = np.zeros(len(z[f"{p}_logits"]), int)
+    return out
+
+
 def cv_scores(kind: str, d: dict, part: str, t: float) -> np.ndarray:
     """Scores of a part, each row by its own CV model (Mahalanobis: that model's stats)."""
     models = d["model"] if part == "val" else d[f"{part}_model"]
     out = np.empty(len(models))
-    for k in range(4):
+    for k in range(len(d["train"])):
         m = models == k
         trf, trl = d["train"][k]
         out[m] = scores(kind, d[f"{part}_logits"][m], d[f"{part}_features"][m], trf, trl, t)
@@ -180,7 +197,9 @@ def cv_scores(kind: str, d: dict, part: str, t: float) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cv-dir", type=Path, required=True)
+    ap.add_argument("--cv-dir", type=Path, help="cv_train.py output (pooled OOF)")
+    ap.add_argument("--val-npz", type=Path, help="instead: one model's predict_model.py output")
+    ap.add_argument("--val-desc", default="", help="what --val-npz holds (for the manifest)")
     ap.add_argument("--loco-dir", type=Path, help="default: --cv-dir")
     ap.add_argument("--splits", type=Path, help="default: CV_DIR/combined.csv")
     ap.add_argument("--target-sensitivity", type=float, default=0.95)
@@ -195,10 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final-train", type=Path, help="final model's training features (npz)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    d = load_oof(args.cv_dir, args.splits or args.cv_dir / "combined.csv")
+    if args.val_npz:
+        d = load_val_npz(args.val_npz)
+        source = f"validation predictions ({args.val_desc or args.val_npz.name})"
+    elif args.cv_dir:
+        d = load_oof(args.cv_dir, args.splits or args.cv_dir / "combined.csv")
+        source = f"pooled out-of-fold logits of 4 CV models ({args.cv_dir}), folds 0-3"
+    else:
+        ap.error("give --cv-dir or --val-npz")
+    args.source = source
     z, y, coll = d["val_logits"], d["y"], d["collection"]
     t = fit_temperature(z, y)
-    rep: dict[str, Any] = {"n_oof": int(len(y)), "source": str(args.cv_dir)}
+    rep: dict[str, Any] = {"n": int(len(y)), "source": source}
     cal = {}
     for name, m in [("all", np.ones(len(y), bool))] + [(c, coll == c) for c in np.unique(coll)]:
         p0, p1 = softmax_t(z[m], 1.0), softmax_t(z[m], t)
@@ -229,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     rep["screening_threshold"] = scr
     # OOD kinds: LOCO (choice), then OOF in-dist vs unseen diseases / non-skin (reported)
     loco_dir = args.loco_dir or args.cv_dir
+    if loco_dir is None:
+        ap.error("give --loco-dir")
     kinds: dict[str, Any] = {}
     for kind in CANDIDATES:
         per = {}
@@ -259,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         "kind": CANDIDATES[best][0],
         "candidate": best,
         "threshold": thr,
-        "fitted_on": "pooled out-of-fold, MSID+msld2-dev folds 0-3",
+        "fitted_on": source,
         "chosen_by": "best mean leave-one-class-out unseen-class AUROC",
-        "rule": f"{1 - args.unsure_rate:.2f} quantile of in-distribution OOF scores",
+        "rule": f"{1 - args.unsure_rate:.2f} quantile of in-distribution validation scores",
         "in_distribution_unsure": float((kb["_ind"] > thr).mean()),
         "cowpox_hfmd_unsure": float((kb["_uns"] > thr).mean()),
         "cowpox_hfmd_unsure_or_refer": float(uns_ref.mean()),
@@ -277,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     rep["ood_kinds"] = {
         k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in kinds.items()
     }
+    if args.val_npz:
+        scr["method"] = "validation folds the model never trained on"
     if args.model_dir:
         write_manifest(args, rep, t, cal["all"], scr, ood)
     text = json.dumps(rep, indent=2, default=float)
@@ -293,7 +324,7 @@ def write_manifest(args, rep, t, cal_all, scr, ood) -> None:
 
     md = ModelDir.load(args.model_dir)
     m = md.manifest
-    fitted_on = f"pooled out-of-fold logits of 4 CV models ({args.cv_dir.name}), folds 0-3"
+    fitted_on = args.source
     m.temperature = {
         "value": t,
         "fitted_on": fitted_on,
@@ -310,9 +341,10 @@ def write_manifest(args, rep, t, cal_all, scr, ood) -> None:
     sec = {k: v for k, v in ood.items()}
     params = CANDIDATES[ood["candidate"]][1]
     if params is not None:
-        if not args.final_train:
+        src = args.final_train or args.val_npz  # both hold train_features/train_label
+        if not src:
             raise SystemExit("fit_trust: a Mahalanobis score needs --final-train")
-        f = np.load(args.final_train)
+        f = np.load(src)
         OodStats.fit(f["train_features"], f["train_label"], **params).save(md.path / STATS_FILE)
         sec["stats_file"] = STATS_FILE
         sec["sha256"] = sha256_file(md.path / STATS_FILE)

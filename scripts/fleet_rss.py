@@ -24,7 +24,7 @@ from pathlib import Path
 def one_run(extra_toml: str) -> int:
     import mpox_edge.edge as e
 
-    heldout = Path(e.__file__).parent / "data" / "heldout"
+    heldout = Path(e.__file__).parent / "data" / "heldout" / "Monkeypox"  # dir:// is one folder
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "c.toml"
         cfg.write_text(

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("refer", inputs["refer"], False),
                 ("refer-heatmap", inputs["refer"], True),
                 ("clear", inputs["clear"], False),
+                ("unsure", inputs["unsure"], False),
             ]
             for name, photo, heat in steps:
                 if photo is not None:

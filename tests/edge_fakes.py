@@ -19,15 +19,25 @@ CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
 
 
 class FakeClassifier:
-    """Stands in for runtime.Classifier: p(Monkeypox) follows the frame's red channel."""
+    """Stands in for model.classifier.Classifier (the daemon's ``ClassifierLike``):
+    p(Monkeypox) follows the frame's red channel. Its model names no positive class and no
+    threshold, so the pipeline's own defaults apply."""
 
     classes = CLASSES
+    description = "FakeClassifier"
+    model = SimpleNamespace(
+        path="",
+        manifest=SimpleNamespace(architecture="", positive_class=None, screening_threshold=None),
+    )
+    backend = SimpleNamespace(artifact=SimpleNamespace(sha256=""))
+    spec = None  # any frame size (the daemon decodes frames at full size)
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.calls = 0
         self.closed = False
         self.seen_features: list[bool] = []
+        self.selection: dict[str, object] = {}
 
     def predict(
         self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False
@@ -143,15 +153,18 @@ class ServeProcess:
 
 class UnsureFakeClassifier(FakeClassifier):
     """A FakeClassifier with the trust fields of ``Prediction``: the OOD score is the
-    frame's mean blue level in [0, 1], and ``unsure`` is that score >= ``threshold``;
+    frame's mean blue level in [0, 1], and ``unsure`` is that score > ``threshold``;
     its manifest records the same threshold, as a model with an ``ood`` record does."""
 
     def __init__(self, threshold: float = 0.5, delay_s: float = 0.0) -> None:
         super().__init__(delay_s)
         manifest = SimpleNamespace(
-            positive_class="Monkeypox", screening_threshold=None, ood={"threshold": threshold}
+            architecture="",
+            positive_class="Monkeypox",
+            screening_threshold=None,
+            ood={"threshold": threshold},
         )
-        self.model = SimpleNamespace(manifest=manifest)
+        self.model = SimpleNamespace(path="", manifest=manifest)
         self.threshold = threshold
 
     def predict(
@@ -159,7 +172,7 @@ class UnsureFakeClassifier(FakeClassifier):
     ) -> SimpleNamespace:
         pred = super().predict(frame, color_order=color_order, with_features=with_features)
         pred.ood_score = float(frame[..., 0 if color_order == "BGR" else 2].mean() / 255.0)
-        pred.unsure = pred.ood_score >= self.threshold
+        pred.unsure = pred.ood_score > self.threshold
         return pred
 
 

@@ -28,6 +28,9 @@ HELDOUT = REPO / "edge" / "data" / "heldout"
 # 0.94 and 0.003 at its screening threshold 0.107): the refer and clear cards.
 MPOX_PHOTO = HELDOUT / "Monkeypox" / "monkeypox130.webp"
 NORMAL_PHOTO = HELDOUT / "Normal" / "normal118.webp"
+# A real photo the shipped model finds unlike its training data (max probability under the
+# manifest's OOD threshold): the unsure card.
+UNSURE_PHOTO = HELDOUT / "Chickenpox" / "chickenpox105.webp"
 SIZES = {"800x480": (800, 480), "1920x1080": (1920, 1080)}
 
 
@@ -44,7 +47,7 @@ def make_inputs(d: Path) -> dict[str, Path]:
     img = cv2.imread(str(NORMAL_PHOTO), cv2.IMREAD_COLOR)
     assert img is not None, f"cannot read {NORMAL_PHOTO}"
     big = cv2.resize(img, (448, 448), interpolation=cv2.INTER_CUBIC)
-    out = {"refer": MPOX_PHOTO, "clear": NORMAL_PHOTO}
+    out = {"refer": MPOX_PHOTO, "clear": NORMAL_PHOTO, "unsure": UNSURE_PHOTO}
     out["retake-blurred"] = d / "blurred.png"
     cv2.imwrite(str(out["retake-blurred"]), cv2.GaussianBlur(big, (0, 0), 8))
     out["retake-dark"] = d / "dark.png"

@@ -193,7 +193,7 @@ def test_allow_synthetic_is_recorded(model_dir: Path, tmp_path: Path) -> None:
     )
     assert rep.ok and rep.allow_synthetic
     art = ModelDir.load(model_dir).manifest.artifact("onnx", "int8")
-    assert art is not None and art.extra["allow_synthetic"] is True
+    assert art is not None and art.int8 is not None and art.int8.allow_synthetic is True
     assert any("synthetic" in w for w in rep.warnings)
 
 
@@ -281,7 +281,8 @@ def test_calibrate_writes_guarded_int8_for_both_backends(
     for backend, fmt in (("onnxruntime", "onnx"), ("openvino", "openvino")):
         art = md.manifest.artifact(fmt, "int8")
         assert art is not None and art.outputs == ("logits", "features")
-        e = art.extra
+        assert art.int8 is not None and not art.extra  # the measured record is typed
+        e = art.int8.to_extra()  # the record exactly as manifest.json stores it
         assert e["accuracy_drop"] <= 5.0 and e["measured_backend"] == backend
         v = e["validation"]
         assert e["accuracy_drop"] == pytest.approx(
@@ -309,7 +310,7 @@ def test_guard_rejects_a_broken_calibration_and_writes_nothing(
     msid: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Activation ranges from images scaled by 0.02 saturate everything: a real drop."""
-    import mpox_edge.calibration as calmod
+    import mpox_edge.calibration.inputs as calmod  # where the run builds its reader
 
     class Broken(CalibrationReader):
         def __init__(self, images: ImageSet, input_name: str = "input") -> None:
@@ -453,8 +454,8 @@ def test_openvino_accuracy_control_mode(msid: Path, model_dir: Path) -> None:
     assert r.variant == "nncf-ac"
     art = ModelDir.load(model_dir).manifest.artifact("openvino", "int8")
     if r.written:
-        assert art is not None and art.extra["accuracy_drop"] <= 2.0
-        assert art.extra["quantizer"]["tool"] == "nncf.quantize_with_accuracy_control"
+        assert art is not None and art.int8 is not None and art.int8.accuracy_drop <= 2.0
+        assert art.int8.quantizer["tool"] == "nncf.quantize_with_accuracy_control"
     else:
         assert art is None and "accuracy control" in r.reason
 
@@ -483,9 +484,62 @@ def test_zoo_model_calibrates_and_loads(msid: Path, tiny_model_dir: Path, tmp_pa
     assert rep.ok, rep.results
     md = ModelDir.load(d)
     ort_art = md.manifest.artifact("onnx", "int8")
-    assert ort_art.extra["quantizer"]["gelu_fused"] > 0
+    assert ort_art.int8.quantizer["gelu_fused"] > 0
     x = np.zeros((1, 3, 224, 224), np.float32)
     for backend in ("onnxruntime", "openvino"):
         be = load_backend(md, backend, precision="int8")
         assert set(be.infer(x)) == set(md.manifest.artifact("onnx", "fp32").outputs)
         be.close()
+
+
+def test_config_lists_every_problem_and_catches_typos(model_dir: Path, tmp_path: Path) -> None:
+    from mpox_edge.calibration import CalibrationConfig
+
+    cfg = CalibrationConfig.from_options(
+        data=str(tmp_path), method="kl", max_drop=float("inf"), op_types="some", subset_size=0
+    )
+    problems = cfg.check()
+    assert len(problems) == 4
+    assert {"--method", "--max-drop", "--op-types", "--subset-size"} == {
+        p.split()[0] for p in problems
+    }
+    with pytest.raises(UsageError, match="'max_dorp' \\(did you mean 'max_drop'\\?\\)"):
+        calibrate(model_dir, data=tmp_path, max_dorp=2.0)
+
+
+@pytest.mark.slow
+def test_shipped_model_calibration_reproduces_its_record(msid: Path, tmp_path: Path) -> None:
+    """ONNX Runtime int8 of the shipped model, redone from its fp32 artifact with the
+    recorded settings (MSID folds 0-2 / guard on fold 3 / report-only fold 4), measures
+    exactly the accuracy figures its manifest records."""
+    from mpox_edge.edge.model.classifier import default_model_dir
+
+    src = ModelDir.load(default_model_dir())
+    old = src.manifest.artifact("onnx", "int8")
+    assert old is not None and old.int8 is not None
+    d = tmp_path / "m"
+    d.mkdir()
+    fp32 = src.manifest.artifact("onnx", "fp32")
+    assert fp32 is not None
+    shutil.copy(src.file(fp32.path), d / fp32.path)
+    man = Manifest.from_dict(src.manifest.to_dict())
+    man.artifacts = [a for a in man.artifacts if a.key == "onnx-fp32"]
+    ModelDir(d, man).save()
+    q = old.int8.quantizer or {}
+    rep = calibrate(
+        d,
+        data=msid,
+        backends=["onnxruntime"],
+        op_types=q["variant"].removeprefix("qdq-"),
+        test_folds=[4],
+        latency_rounds=1,
+        latency_runs=5,
+    )
+    assert rep.ok, rep.results
+    new = ModelDir.load(d).manifest.artifact("onnx", "int8")
+    assert new is not None and new.int8 is not None
+    for key in ("validation", "test", "calibration"):
+        assert getattr(new.int8, key) == getattr(old.int8, key), key
+    assert new.int8.accuracy_drop == old.int8.accuracy_drop
+    assert new.int8.excluded_nodes == old.int8.excluded_nodes
+    assert new.int8.quantizer == q

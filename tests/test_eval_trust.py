@@ -230,3 +230,19 @@ def test_unsure_reaches_status_events_and_metrics(tmp_path: Path) -> None:
     ev = [e for e in read_events(cfg.events_path) if e.get("event") == "decision"]
     assert [e["decision"] for e in ev] == ["unsure", "clear", "unsure"]
     assert ev[0]["ood_score"] > 0.5 and ev[1]["ood_score"] < 0.5
+
+
+def test_eval_reports_ece_before_and_after_temperature(tmp_path: Path) -> None:
+    from mpox_edge.edge.model.classifier import default_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    man = json.loads((model / "manifest.json").read_text())
+    man["temperature"] = {"value": 2.0}
+    (model / "manifest.json").write_text(json.dumps(man))
+    r = _cli("eval", str(model), "--json", "-")
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)["results"][0]["collections"][0]
+    after, before = c["calibration"], c["calibration_raw"]
+    assert before["n"] == after["n"] == c["n"] and before["ece"] != after["ece"]
+    assert before["nll"] != after["nll"]

@@ -3,7 +3,8 @@ serve`` on a dir:// inbox of real photos (the bundled held-out sample) and the s
 
 One daemon and one browser for the module. Each card is reached with real input: a blurred
 and a dark copy of a real photo (retake: hold still, more light), a real mpox photo (refer),
-a real normal-skin photo (clear). Skips only where no chromium/chromedriver is installed.
+a real normal-skin photo (clear), a real photo the model finds unlike its training data
+(unsure). Skips only where no chromium/chromedriver is installed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ EXPECTED = {
     "retake-dark": ("retake", "more_light"),
     "refer": ("refer", ""),
     "clear": ("clear", ""),
+    "unsure": ("unsure", ""),
 }
 
 

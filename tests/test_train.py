@@ -248,3 +248,20 @@ def test_train_and_distil_on_real_msid_images(msid: Path, tmp_path: Path) -> Non
         msid, student, splits=str(splits), train_folds=[0], val_folds=[3], teacher=str(teacher)
     )
     assert student.is_file() and res2["train_config"]["teacher"] == str(teacher)
+
+
+def test_no_validation_fold_keeps_the_last_epoch_with_shift_augment(
+    synth: Path, tmp_path: Path
+) -> None:
+    """``--val-folds none``: a final model on all training folds, fixed epochs, last kept."""
+    _zoo_has(ARCH)
+    from mpox_edge.converters.checkpoint import load_checkpoint
+    from mpox_edge.converters.train import summary_lines
+
+    out = tmp_path / "final.pt"
+    res = _fit(synth, out, epochs=2, train_folds=[0, 1, 2, 3], val_folds=[], augment="shift")
+    assert res["best_epoch"] == 2 and res["val"] is None and out.is_file()
+    _, _, meta = load_checkpoint(out)
+    assert meta["epoch"] == 2 and meta["train_config"]["augment_preset"] == "shift"
+    assert meta["train_config"]["augment"]["jpeg_p"] > 0
+    assert "no validation fold" in " ".join(summary_lines(res))

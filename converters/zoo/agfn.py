@@ -36,7 +36,14 @@ class Bottleneck(nn.Module):
         )
         self.act = nn.ReLU(inplace=True)
         # zero-init the last BN so each block starts as identity (standard ResNet trick)
-        nn.init.zeros_(self.conv[-1][1].weight)
+        nn.init.zeros_(self.last_bn.weight)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        """The block's final BatchNorm (zero-initialised: the block starts as identity)."""
+        last = self.conv[-1]
+        assert isinstance(last, nn.Sequential) and isinstance(last[1], nn.BatchNorm2d)
+        return last[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x) + self.downsample(x))
@@ -87,7 +94,7 @@ class AGFN(ZooModel):
         init_weights(self)
         for m in self.modules():  # init_weights resets BN; restore the zero-init above
             if isinstance(m, Bottleneck):
-                nn.init.zeros_(m.conv[-1][1].weight)
+                nn.init.zeros_(m.last_bn.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.stem(x))

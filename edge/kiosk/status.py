@@ -46,17 +46,14 @@ class DaemonView:
         d = self.d
         cap = d.capture
         clf = d.classifier
-        md = getattr(clf, "model", None)
         return {
             "version": __version__,
             "uptime_s": round(d.telemetry.uptime(), 1),
             **d.model_info(),
-            "architecture": getattr(getattr(md, "manifest", None), "architecture", ""),
-            "classes": list(getattr(clf, "classes", [])),
+            "architecture": clf.model.manifest.architecture if clf else "",
+            "classes": list(clf.classes) if clf else [],
             "selection": {
-                k: v
-                for k, v in (getattr(clf, "selection", None) or {}).items()
-                if k != "candidates"
+                k: v for k, v in (clf.selection if clf else {}).items() if k != "candidates"
             },
             "fps": round(d.telemetry.fps(), 2),
             "cpu_ms_per_decision": _round(d.cpu_ms_per_decision(), 3),
@@ -80,6 +77,8 @@ class DaemonView:
                 else None
             ),
             "explain": d.explainer.wanted(d.cfg),
+            "model_version": d.rollout.serving(),
+            "rollout": d.rollout.state,
             "ui": d.webui.stats() if d.cfg.ui.enabled else None,
             "config": d.cfg.origin,
             "integrity": {"ok": not tampered(d), "problems": tampered(d)},

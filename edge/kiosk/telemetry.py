@@ -97,7 +97,7 @@ class Telemetry:
         )
         self._stages: dict[str, Any] = {}  # label children, looked up once
         self._gauges = _Gauges()
-        self.registry.register(self._gauges)  # type: ignore[arg-type]
+        self.registry.register(self._gauges)
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, open fds...
 
     def inc(self, name: str, n: int = 1) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ManifestError
-from .backends import Backend, load_backend
+from .backends import Backend, check_options, load_backend
 from .manifest import ModelDir
 from .preprocess import preprocess
 from .trust import NEEDS_FEATURES, Trust, calibrated_probs, ood_score
@@ -55,7 +55,7 @@ class Classifier:
         model: ModelDir,
         backend: Backend,
         *,
-        selection: dict | None = None,
+        selection: dict[str, Any] | None = None,
         tampered: list[str] | None = None,
     ) -> None:
         self.model = model
@@ -68,11 +68,11 @@ class Classifier:
         self.ood_stats = self.trust.load_stats(model.path)
         ood = self.trust.ood
         if ood is not None and ood.kind in NEEDS_FEATURES:
-            outs = tuple(backend.artifact.outputs)  # type: ignore[attr-defined]
+            outs = tuple(backend.artifact.outputs)
             if "features" not in outs:
                 raise ManifestError(
                     f"{model.path}: ood.kind {ood.kind!r} needs the 'features' output, which "
-                    f"{backend.artifact.path} does not have"  # type: ignore[attr-defined]
+                    f"{backend.artifact.path} does not have"
                 )
 
     @classmethod
@@ -92,9 +92,11 @@ class Classifier:
     ) -> Classifier:
         """Open a model; ``backend='auto'`` measures the candidates (or reuses the cached pick).
 
-        ``backend_options`` reach the backend (e.g. ``spin=False``, ``trt_cache_dir=...`` for
-        ONNX Runtime); the ones a backend does not know are ignored by it.
+        ``backend_options`` may name any registered backend's options (e.g. ``spin=False``,
+        ``trt_cache_dir=...`` for ONNX Runtime); the chosen backend takes its own, and a key
+        that no backend declares is a ``UsageError`` with a did-you-mean.
         """
+        check_options(backend_options)  # a typo fails before auto measures anything
         from .selection import verify_all
 
         md = ModelDir.load(model_dir or default_model_dir())
@@ -117,18 +119,23 @@ class Classifier:
                 device=choice["device"],
                 precision=choice["precision"],
                 threads=threads,
-                **backend_options,
+                options=backend_options,
             )
             return cls(md, be, selection=choice, tampered=tampered)
         be = load_backend(
-            md, backend, device=device, precision=precision, threads=threads, **backend_options
+            md,
+            backend,
+            device=device,
+            precision=precision,
+            threads=threads,
+            options=backend_options,
         )
         return cls(md, be, tampered=tampered)
 
     @property
     def description(self) -> str:
         b = self.backend
-        return f"{b.name}/{b.device}/{b.artifact.precision}"  # type: ignore[attr-defined]
+        return f"{b.name}/{b.device}/{b.artifact.precision}"
 
     def predict(
         self, frame: np.ndarray, *, color_order: str = "BGR", with_features: bool = False

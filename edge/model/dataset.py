@@ -120,7 +120,7 @@ def decode_image(data: bytes) -> np.ndarray:
     if img is None or img.size == 0:
         raise DataError(f"not a decodable image ({info.format} header, corrupt data)")
     if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
+        img = (np.asarray(img, np.uint16) >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
         lo, hi = float(img.min()), float(img.max())  # float TIFF/EXR-like data: stretch
         img = ((img - lo) * (255.0 / ((hi - lo) or 1.0))).astype(np.uint8)

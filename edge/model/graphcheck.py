@@ -8,13 +8,15 @@ input, names every output the manifest lists, and has one logit per class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ModelError, shown
 from .manifest import Artifact, ModelDir
+
+if TYPE_CHECKING:  # backends imports this module
+    from .backends import Backend
 
 
 def _first_line(e: BaseException) -> str:
@@ -22,12 +24,12 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(e).__name__
 
 
-def check_graph(model: ModelDir, art: Artifact, backend: Any) -> None:
+def check_graph(model: ModelDir, art: Artifact, backend: Backend) -> None:
     """Raise ModelError naming the first way ``art``'s graph disagrees with the manifest."""
     m = model.manifest
     s = m.preprocess.input_size
     where = f"{shown(model.path)}: {shown(art.path)}"
-    declared: Sequence[Any] | None = getattr(backend, "input_shape", None)
+    declared = backend.input_shape
     if declared is not None and len(declared) == 4:  # NCHW; symbolic dims (batch) pass
         for axis, want, got in zip("CHW", (3, s, s), declared[1:], strict=True):
             if isinstance(got, int) and got > 0 and got != want:

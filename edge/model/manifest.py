@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,49 @@ class Preprocess:
 
 
 @dataclass(frozen=True)
+class Int8Record:
+    """What calibration measured for an int8 artifact (written by ``mpox_edge.calibration``).
+
+    ``auto`` trusts an int8 artifact only through this record: the accuracy drop against
+    fp32 on validation images, measured on one backend. Stored in the artifact's ``extra``
+    object in manifest.json (the layout older manifests already have); fields absent from a
+    file stay None and are not written back; other keys (a backend's notes) stay in
+    ``Artifact.extra``.
+    """
+
+    calibrated_at: str | None = None
+    measured_backend: str | None = None  # the backend the drop was measured on
+    method: str | None = None
+    quantizer: dict[str, Any] | None = None  # tool, variant, settings
+    calibration: dict[str, Any] | None = None  # n, per_class, source, distinct
+    excluded_nodes: list[str] | None = None  # kept in float (user's + guard's)
+    excluded_by_user: list[str] | None = None
+    excluded_by_guard: list[str] | None = None
+    validation: dict[str, Any] | None = None  # n, source, fp32/int8 accuracy, agreement
+    accuracy_drop: float | None = None  # points, fp32 minus int8, on validation images
+    max_drop: float | None = None
+    guard: dict[str, Any] | None = None  # attempts, most sensitive layers
+    latency_ms: dict[str, Any] | None = None  # fp32, int8, speedup, threads, machine
+    int8_slower: bool | None = None
+    variants: list[dict[str, Any]] | None = None
+    allow_synthetic: bool | None = None
+    min_agreement: float | None = None
+    test: dict[str, Any] | None = None  # report-only test set, never used for a choice
+    size_bytes: dict[str, Any] | None = None
+
+    @classmethod
+    def split_extra(cls, extra: dict[str, Any]) -> tuple[Int8Record | None, dict[str, Any]]:
+        """(the record, if any of its keys is there; the keys that are not the record's)."""
+        known = {f.name for f in fields(cls)}
+        rec = {k: v for k, v in extra.items() if k in known}
+        return (cls(**rec) if rec else None), {k: v for k, v in extra.items() if k not in known}
+
+    def to_extra(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class Artifact:
     """One runnable file (or file pair for OpenVINO IR) of the model."""
 
@@ -71,7 +114,8 @@ class Artifact:
     weights_path: str | None = None  # OpenVINO / ncnn .bin
     weights_sha256: str | None = None
     outputs: tuple[str, ...] = ("logits",)
-    extra: dict[str, Any] = field(default_factory=dict)  # calibration details, latency...
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (not int8's record)
+    int8: Int8Record | None = None  # int8 artifacts: what calibration measured
 
     @property
     def key(self) -> str:
@@ -113,8 +157,11 @@ class Manifest:
     # -- (de)serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for a in d["artifacts"]:
+        for a, art in zip(d["artifacts"], self.artifacts, strict=True):
             a["outputs"] = list(a["outputs"])
+            del a["int8"]
+            if art.int8 is not None:  # manifest.json keeps the record in the artifact's extra
+                a["extra"] = art.int8.to_extra() | a["extra"]
         d["preprocess"]["mean"] = list(self.preprocess.mean)
         d["preprocess"]["std"] = list(self.preprocess.std)
         return d
@@ -136,11 +183,14 @@ class Manifest:
                 a["outputs"] = tuple(a.get("outputs", ("logits",)))
                 if a["format"] not in FORMATS or a["precision"] not in PRECISIONS:
                     raise ManifestError(f"artifact {a['path']!r}: unknown format/precision")
+                a.pop("int8", None)
+                if a["precision"] == "int8" and a.get("extra"):
+                    a["int8"], a["extra"] = Int8Record.split_extra(dict(a["extra"]))
                 arts.append(Artifact(**a))
             classes = [str(c) for c in d["classes"]]
             if len(classes) < 2:
                 raise ManifestError("manifest needs at least two classes")
-            known = {f.name for f in cls.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+            known = {f.name for f in cls.__dataclass_fields__.values()}
             rest = {
                 k: v
                 for k, v in d.items()
@@ -243,7 +293,13 @@ class ModelDir:
         weights_path: str | None = None,
         outputs: tuple[str, ...] = ("logits",),
         extra: dict[str, Any] | None = None,
+        int8: Int8Record | None = None,
     ) -> Artifact:
+        """A new artifact entry from a file in the directory (sizes, sha256 measured here).
+
+        An int8 artifact's ``extra`` is read as its ``Int8Record``, as ``from_dict`` does."""
+        if precision == "int8" and int8 is None and extra:
+            int8, extra = Int8Record.split_extra(extra)
         f = self.file(path)
         size = f.stat().st_size
         wsha = None
@@ -261,4 +317,5 @@ class ModelDir:
             weights_sha256=wsha,
             outputs=tuple(outputs),
             extra=dict(extra or {}),
+            int8=int8,
         )

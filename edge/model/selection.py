@@ -89,8 +89,9 @@ def candidates(md: ModelDir, *, max_drop: float = DEFAULT_MAX_DROP) -> list[dict
                     "reason": "",
                 }
                 if art.precision == "int8":
-                    drop = art.extra.get("accuracy_drop")
-                    measured_on = art.extra.get("measured_backend", name)
+                    rec = art.int8
+                    drop = rec.accuracy_drop if rec else None
+                    measured_on = (rec.measured_backend if rec else None) or name
                     if measured_on != name:
                         c.update(ok=False, reason=f"int8 drop was measured on {measured_on}")
                     elif drop is None:
@@ -147,7 +148,7 @@ def time_candidates(
                 device=c["device"],
                 precision=c["precision"],
                 threads=threads,
-                **(backend_options or {}),
+                options=backend_options,
             )
             for _ in range(warmup):
                 loaded[i].infer(x)

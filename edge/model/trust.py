@@ -71,7 +71,7 @@ class OodStats:
         if self.projection is not None:
             arrays["projection"] = self.projection.astype(np.float32)
         with open(path, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
     @classmethod
     def load(cls, path: str | Path) -> OodStats:

@@ -59,7 +59,7 @@ def _div(a: float, b: float) -> float:
 
 
 def classification_report(
-    y_true: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
     probs: np.ndarray,
     classes: Sequence[str],
     *,

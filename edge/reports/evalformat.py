@@ -111,6 +111,12 @@ def format_collection(c: dict[str, Any]) -> list[str]:
             f"  calibration ({cal['n']} images of known classes): ECE ({cal['bins']} bins) "
             f"{cal['ece']:.4f}, Brier {cal['brier']:.4f}, NLL {cal['nll']:.4f}"
         )
+    raw = c.get("calibration_raw")
+    if raw and raw.get("n"):
+        lines.append(
+            f"    before temperature scaling: ECE {raw['ece']:.4f}, Brier {raw['brier']:.4f}, "
+            f"NLL {raw['nll']:.4f}"
+        )
     sel = c.get("selective")
     if sel and sel.get("n"):
         mp = sel["max_prob"]

@@ -25,9 +25,11 @@ from .accuracy import (
     average_fps,
     classification_report,
     practicality_scores,
+    softmax,
     threshold_for_sensitivity,
 )
 from .evalformat import format_collection, format_compare, format_report
+from .reliability import calibration_report, manifest_temperature
 from .runs import run_collection
 from .screening import collection_report
 
@@ -166,6 +168,9 @@ def evaluate_collection(
         threshold=thr,
     )
     rep.update(collection_report(arr, rec.labels, clf.classes, man.positive_class, thr, rec.kiosk))
+    if manifest_temperature(man) and "logits" in arr and known.any():
+        # ECE before calibration: the same images through a plain softmax of the raw logits
+        rep["calibration_raw"] = calibration_report(softmax(arr["logits"][known]), arr["y"][known])
     unseen = sorted({lab for lab, y in zip(rec.labels, rec.y, strict=True) if y < 0})
     rep.update(
         name=coll.name,

@@ -122,3 +122,10 @@ def selective_report(
             "errors": int(wrong.sum()),
         }
     return out
+
+
+def manifest_temperature(manifest: Any) -> float | None:
+    """The manifest's fitted temperature (None: probabilities are a plain softmax)."""
+    rec = getattr(manifest, "temperature", None)
+    v = rec.get("value") if isinstance(rec, dict) else rec
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None

@@ -26,6 +26,7 @@ class Records:
     labels: list[str] = field(default_factory=list)  # true label names (unseen ones too)
     y: list[int] = field(default_factory=list)  # model class index, -1: a class it lacks
     probs: list[np.ndarray] = field(default_factory=list)
+    logits: list[np.ndarray | None] = field(default_factory=list)  # raw, before temperature
     ood: list[float] = field(default_factory=list)  # NaN: the model has no OOD score
     unsure: list[bool] = field(default_factory=list)
     latency_s: list[float] = field(default_factory=list)
@@ -39,6 +40,11 @@ class Records:
             "probs": np.stack(self.probs) if self.probs else np.zeros((0, k)),
             "ood": np.asarray(self.ood, np.float64),
             "unsure": np.asarray(self.unsure, bool),
+            **(
+                {"logits": np.stack([x for x in self.logits if x is not None])}
+                if self.logits and all(x is not None for x in self.logits)
+                else {}
+            ),
         }
 
 
@@ -68,6 +74,8 @@ def run_collection(
         rec.labels.append(label)
         rec.y.append(y)
         rec.probs.append(np.asarray(pred.probs, np.float64))
+        raw = getattr(pred, "logits", None)
+        rec.logits.append(None if raw is None else np.asarray(raw, np.float64))
         rec.ood.append(math.nan if score is None else float(score))
         rec.unsure.append(bool(getattr(pred, "unsure", False)))
         rec.latency_s.append(pred.timings_ms.get("end_to_end", 0.0) / 1e3)

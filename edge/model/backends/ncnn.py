@@ -9,21 +9,23 @@ would break the parity the export proved, so those options are switched off for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from . import Probe, default_threads
+from .base import BackendOptions, NoOptions, Probe, default_threads
 
 NCNN_HINT = "pip install ncnn (or, from the checkout: pip install '.[ncnn]')"
 
 
 class NcnnBackend:
-    name = "ncnn"
-    distributions = ("ncnn",)
+    name: ClassVar[str] = "ncnn"
+    distributions: ClassVar[tuple[str, ...]] = ("ncnn",)
+    Options: ClassVar[type[BackendOptions]] = NoOptions  # no caller options (yet)
 
     @classmethod
     def formats(cls) -> tuple[str, ...]:
@@ -48,10 +50,11 @@ class NcnnBackend:
         *,
         device: str = "cpu",
         threads: int | None = None,
-        **_: Any,
+        options: Mapping[str, object] | None = None,
     ) -> None:
         import ncnn
 
+        self.options = NoOptions.from_mapping(options or {}, backend=self.name)
         self.device = device.lower()
         self.threads = threads or default_threads()
         self.artifact = artifact
@@ -62,7 +65,7 @@ class NcnnBackend:
         }
         self.output_names = list(self.output_blobs)
         size = model.manifest.preprocess.input_size
-        self.input_shape = [1, 3, size, size]  # ncnn graphs are fixed-size (graphcheck)
+        self.input_shape: list[Any] | None = [1, 3, size, size]  # fixed-size graphs
         net = ncnn.Net()
         opt = net.opt
         opt.num_threads = self.threads

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from . import Probe, default_threads
+from .base import BackendOptions, Probe, default_threads
 
 # device name -> execution providers, most specific first (CPU always appended last).
 _DEVICE_PROVIDERS = {
@@ -28,10 +30,27 @@ ORT_HINT = (
 _ARM_PROVIDERS = ("ACLExecutionProvider", "ArmNNExecutionProvider", "XnnpackExecutionProvider")
 
 
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(BackendOptions):
+    """ONNX Runtime session settings a caller may change."""
+
+    # Spin-waiting threads shave latency off back-to-back calls but steal the cores a
+    # capture thread needs; the daemon turns it off.
+    spin: bool = True
+    trt_cache_dir: str | None = None  # TensorRT engine cache (default: MODEL/.trt-cache)
+    trt_fp16: bool = False  # let TensorRT build fp16 engines
+
+
 class OnnxRuntimeBackend:
-    name = "onnxruntime"
+    name: ClassVar[str] = "onnxruntime"
     # Jetson and accelerator builds ship under other names.
-    distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-qnn")
+    distributions: ClassVar[tuple[str, ...]] = (
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "onnxruntime-openvino",
+        "onnxruntime-qnn",
+    )
+    Options: ClassVar[type[BackendOptions]] = OnnxRuntimeOptions
 
     @classmethod
     def formats(cls) -> tuple[str, ...]:
@@ -57,13 +76,12 @@ class OnnxRuntimeBackend:
         *,
         device: str = "cpu",
         threads: int | None = None,
-        trt_cache_dir: str | None = None,
-        trt_fp16: bool = False,
-        spin: bool = True,
-        **_: Any,
+        options: Mapping[str, object] | None = None,
     ) -> None:
         import onnxruntime as ort
 
+        opts = OnnxRuntimeOptions.from_mapping(options or {}, backend=self.name)
+        self.options = opts
         self.device = device.lower()
         self.threads = threads or default_threads()
         self.artifact = artifact
@@ -73,9 +91,7 @@ class OnnxRuntimeBackend:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        # Spin-waiting threads shave latency off back-to-back calls but steal the cores a
-        # capture thread needs; the daemon turns it off.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if opts.spin else "0")
         if artifact.precision == "fp32":
             # fp32 convolutions get their NCHWc weight layout from the graph optimiser, so
             # pre-packing only keeps second copies: measured here, the default model loads
@@ -85,14 +101,14 @@ class OnnxRuntimeBackend:
         providers: list[Any] = []
         for p in _DEVICE_PROVIDERS.get(self.device, []):
             if p == "TensorrtExecutionProvider":
-                cache = trt_cache_dir or os.path.join(model.path, ".trt-cache")
+                cache = opts.trt_cache_dir or os.path.join(model.path, ".trt-cache")
                 providers.append(
                     (
                         p,
                         {
                             "trt_engine_cache_enable": True,
                             "trt_engine_cache_path": cache,
-                            "trt_fp16_enable": trt_fp16,
+                            "trt_fp16_enable": opts.trt_fp16,
                         },
                     )
                 )
@@ -104,12 +120,13 @@ class OnnxRuntimeBackend:
                 p for p in _ARM_PROVIDERS if p in have and p != "XnnpackExecutionProvider"
             ]
         providers.append("CPUExecutionProvider")
+        self.session: Any
         try:
             self.session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BackendUnavailableError(f"onnxruntime could not load {path.name}: {e}") from None
         self.input_name = self.session.get_inputs()[0].name
-        self.input_shape = list(self.session.get_inputs()[0].shape)  # for graphcheck
+        self.input_shape: list[Any] | None = list(self.session.get_inputs()[0].shape)
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
 
@@ -118,4 +135,4 @@ class OnnxRuntimeBackend:
         return dict(zip(self.output_names, outs, strict=True))
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None

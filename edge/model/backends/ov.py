@@ -7,19 +7,22 @@ accuracy the manifest records; we always set it for fp32.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from . import Probe, default_threads
+from .base import BackendOptions, NoOptions, Probe, default_threads
 
 
 class OpenVINOBackend:
-    name = "openvino"
-    distributions = ("openvino",)
+    name: ClassVar[str] = "openvino"
+    distributions: ClassVar[tuple[str, ...]] = ("openvino",)
+    # no caller options: the latency hint and f32 precision are fixed (see the docstring)
+    Options: ClassVar[type[BackendOptions]] = NoOptions
 
     @classmethod
     def formats(cls) -> tuple[str, ...]:
@@ -47,10 +50,11 @@ class OpenVINOBackend:
         *,
         device: str = "cpu",
         threads: int | None = None,
-        **_: Any,
+        options: Mapping[str, object] | None = None,
     ) -> None:
         import openvino as ov
 
+        self.options = NoOptions.from_mapping(options or {}, backend=self.name)
         self.device = device.lower()
         self.threads = threads or default_threads()
         self.artifact = artifact
@@ -62,11 +66,12 @@ class OpenVINOBackend:
             # int8 layers stay int8 under this hint; only float layers are kept in f32.
             config["INFERENCE_PRECISION_HINT"] = "f32"
         self._core, self._config, self._path = core, config, path
+        self.input_shape: list[Any] | None = None  # set by _compile, for graphcheck
         size = model.manifest.preprocess.input_size
         # Batch 1 is what a camera pipeline runs: compile it static (the CPU plugin picks
         # better kernels for static shapes); other batch sizes get a dynamic twin on demand.
-        self.compiled = self._compile(static_shape=[1, 3, size, size])
-        self.request = self.compiled.create_infer_request()
+        self.compiled: Any = self._compile(static_shape=[1, 3, size, size])
+        self.request: Any = self.compiled.create_infer_request()
         self._dynamic: Any = None
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
@@ -98,5 +103,4 @@ class OpenVINOBackend:
         return {n: np.array(res[o]) for n, o in zip(self.output_names, outs, strict=True)}
 
     def close(self) -> None:
-        self.request = self._dynamic = None  # type: ignore[assignment]
-        self.compiled = None  # type: ignore[assignment]
+        self.request = self._dynamic = self.compiled = None
