@@ -161,7 +161,8 @@ def wait_until(cond: Any, timeout: float = 10.0) -> None:
 def test_page_events_and_static_files(tmp_path: Path, daemon: Any) -> None:
     make_images(tmp_path / "in", [230, 30])
     d = daemon(f"dir://{tmp_path / 'in'}", source={"watch": True})
-    wait_until(lambda: d.telemetry.get("frames_processed_total") >= 2)
+    # the frame counter moves before the decision reaches the page: wait for the page's own
+    wait_until(lambda: d.webui._seq >= 2)
     code, body, hdr = get(d.http.url + "/?lang=fr")
     page = body.decode()
     assert (
