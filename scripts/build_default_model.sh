@@ -49,11 +49,17 @@ mpox-edge eval "$out" --data "$msid" --splits "$msid/splits.csv" --folds 4 \
     --json "$here/models/default-fold4.json"
 datasets="$(dirname "$msid")"
 python3 "$here/scripts/combine_splits.py" --datasets "$datasets" --out "$here/runs/cv/combined.csv"
+# validation = what this checkpoint never trained on (read from its train_config)
+mapfile -t folds < <(python3 "$here/scripts/trust_folds.py" "$ckpt" "$here/runs/cv/combined.csv")
 python3 "$here/scripts/predict_model.py" "$out" --datasets "$datasets" \
-    --splits "$here/runs/cv/combined.csv" --val "msid:3;msld2-dev:0,1,2,3" --train "msid:0,1,2" \
+    --splits "$here/runs/cv/combined.csv" --val "${folds[0]}" --train "${folds[1]}" \
     --out "$here/runs/eval/current.npz"
+# the unsure score's kind: best mean LOCO AUROC (runs/cv/loco.*.npz of train_default_cv.sh);
+# without those runs, TRUST_KIND names it (models/trust-fit.json records the comparison)
+kind=()
+if ! compgen -G "$here/runs/cv/loco.*.npz" > /dev/null; then kind=(--kind "${TRUST_KIND:?no runs/cv/loco.*.npz: run scripts/train_default_cv.sh or set TRUST_KIND}"); fi
 python3 "$here/scripts/fit_trust.py" --val-npz "$here/runs/eval/current.npz" --loco-dir "$here/runs/cv" \
-    --val-desc "MSID fold 3 + msld2-dev folds 0-3, 4 classes, msld2 images overlapping MSID removed; none trained on by this model" \
+    --val-desc "${folds[2]}" "${kind[@]}" \
     --model-dir "$out" --json "$here/models/trust-fit.json" > /dev/null
 mpox-edge eval "$out" --data "$msid" --splits "$msid/splits.csv" --folds 4 --name msid \
     --data "$datasets/msld2-dev" --splits "$datasets/msld2-dev/splits.csv" --folds 4 \
