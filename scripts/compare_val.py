@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "scripts"))
-from find_overlap import _default_shared  # noqa: E402
+from find_overlap import _default_shared, overlap_paths  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,27 +34,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.fold == 4:
         print("compare_val: fold 4 is a test fold", file=sys.stderr)
         return 2
-    import torch
     from mpox_edge.converters.checkpoint import build_from_checkpoint, preprocess_from_meta
+    from mpox_edge.converters.traindata import preprocess_all
+    from mpox_edge.converters.trainloop import evaluate_logits
     from mpox_edge.edge.model.dataset import read_image
-    from mpox_edge.edge.model.preprocess import preprocess
 
-    with args.overlap.open(newline="", encoding="utf-8") as f:
-        overlap = {f"msld2-dev/{r['msld2_path']}" for r in csv.DictReader(f)}
+    overlap = overlap_paths(args.overlap)
     with args.splits.open(newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if int(r["fold"]) == args.fold]
+    images = [read_image(args.datasets / r["path"]) for r in rows]  # decoded once for all
+    keys = [
+        r.get("collection", "msid") + (" (overlap)" if r["path"] in overlap else "") for r in rows
+    ]
     out = {}
     for ck in args.checkpoints:
         model, meta = build_from_checkpoint(ck)
-        model.eval()
         spec, classes = preprocess_from_meta(meta), list(meta["classes"])
+        pred = evaluate_logits(model, preprocess_all(images, spec)).argmax(1)
         hits: dict[str, list[int]] = {}
-        for r in rows:
-            x = torch.from_numpy(preprocess(read_image(args.datasets / r["path"]), spec))
-            with torch.no_grad():
-                z = model(x).numpy()[0]
-            key = r.get("collection", "msid") + (" (overlap)" if r["path"] in overlap else "")
-            hits.setdefault(key, []).append(int(z.argmax() == classes.index(r["label"])))
+        for key, r, k in zip(keys, rows, pred, strict=True):
+            hits.setdefault(key, []).append(int(k == classes.index(r["label"])))
         hits["all"] = [h for v in list(hits.values()) for h in v]
         out[str(ck)] = {k: {"n": len(v), "accuracy": sum(v) / len(v)} for k, v in hits.items()}
         cells = "  ".join(

@@ -33,6 +33,13 @@ def _default_shared() -> Path:
     return HERE.parent / "shared" / "datasets"
 
 
+def overlap_paths(path: Path) -> set[str]:
+    """The msld2-dev images of an overlap file written by this script, as paths relative to
+    the datasets folder (``msld2-dev/...``, the form combine_splits.py's rows use)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        return {f"msld2-dev/{r['msld2_path']}" for r in csv.DictReader(f)}
+
+
 def _rows(root: Path) -> list[dict[str, str]]:
     with (root / "splits.csv").open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))

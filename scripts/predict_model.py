@@ -21,7 +21,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "scripts"))
-from find_overlap import _default_shared  # noqa: E402
+from find_overlap import _default_shared, overlap_paths  # noqa: E402
 
 CLASSES = ["Chickenpox", "Measles", "Monkeypox", "Normal"]
 
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(4 in v for v in list(val.values()) + list(train.values())):
         print("predict_model: fold 4 is a test fold", file=sys.stderr)
         return 2
-    with args.overlap.open(newline="", encoding="utf-8") as f:
-        overlap = {f"msld2-dev/{r['msld2_path']}" for r in csv.DictReader(f)}
+    overlap = overlap_paths(args.overlap)
     with args.splits.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     with (args.datasets / "msld2-dev" / "splits.csv").open(newline="", encoding="utf-8") as f:

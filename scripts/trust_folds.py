@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             train.append(f"{c}:{','.join(map(str, tr))}")
             if va:
                 val.append(f"{c}:{','.join(map(str, va))}")
-                desc.append(f"{c} fold(s) {','.join(map(str, va))}")
+                desc.append(f"{c} fold{'s' if len(va) > 1 else ''} {','.join(map(str, va))}")
         else:
             rest = sorted(k for k in folds[c] if k != test)
             val.append(f"{c}:{','.join(map(str, rest))}")
