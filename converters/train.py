@@ -73,6 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="default",
         help="augmentation preset; shift: aimed at other collections (see augment.py)",
     )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="cosine: decay the lr to 0 over --epochs (for fixed-epoch runs) (default: constant)",
+    )
     add_json(p, "the result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -106,6 +112,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         threads=args.threads,
         workers=args.workers,
         augment=args.augment,
+        lr_schedule=args.lr_schedule,
     )
     cfg.validate()
     return cfg

@@ -43,6 +43,9 @@ class TrainConfig:
     threads: int | None = None
     workers: int = 0
     augment: str = "default"  # AugmentConfig preset: default | shift
+    # cosine: lr decays to 0 over --epochs, so a fixed-epoch run (no validation fold, the last
+    # epoch kept, as the cross-validation models are) does not end on a noisy step
+    lr_schedule: str = "constant"
 
     def validate(self) -> None:
         from .zoo import get_entry
@@ -58,6 +61,10 @@ class TrainConfig:
             (not self.distill_temp > 0, "--distill-temp must be > 0"),
             (self.workers not in (0, 1, 2), "--workers must be 0, 1 or 2"),
             (self.augment not in ("default", "shift"), "--augment must be default or shift"),
+            (
+                self.lr_schedule not in ("constant", "cosine"),
+                "--lr-schedule must be constant or cosine",
+            ),
             (not self.train_folds, "train folds must be given"),
             (bool(set(self.train_folds) & set(self.val_folds)), "train and val folds overlap"),
             (self.test_fold in self.train_folds + self.val_folds, self._test_msg()),

@@ -178,6 +178,11 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        if cfg.lr_schedule == "cosine"
+        else None
+    )
     size = spec.input_size
     x_val = (
         preprocess_all(va.images, spec) if va.images else np.zeros((0, 3, size, size), np.float32)
@@ -211,6 +216,9 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             train_loss = _train_epoch(
                 model, loader, opt, cfg, epoch=epoch, teacher=teacher, two_views=bool(extra)
             )
+            lr_used = opt.param_groups[0]["lr"]
+            if sched is not None:
+                sched.step()
             if len(y_val):
                 logits = evaluate_logits(model, x_val)
                 val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y_val)))
@@ -226,6 +234,7 @@ def fit(cfg: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
                 "train_loss": train_loss,
                 "val_loss": val_loss,
                 "val_accuracy": rep["accuracy"],
+                "lr": lr_used,
                 "seconds": secs,
             }
             history.append(row)

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Package a trained checkpoint as the shipped default model (edge/data/default_model).
 #
-#   scripts/build_default_model.sh CHECKPOINT [MSID_DIR]
+#   scripts/build_default_model.sh [--oof NPZ] CHECKPOINT [MSID_DIR]
+#
+# --oof NPZ: a model trained on all of folds 0-3 (scripts/train_full_cv.sh) has no
+# validation fold of its own; step 5 then fits on the pooled out-of-fold predictions of its
+# CV models (NPZ, scripts/cv_oof.py), and step 3's accuracy guard on MSID fold 3 reads
+# images the model trained on (it still bounds the int8 drop; fold 4 reports it).
 #
 # 1. export to ONNX (opset 17) with parity checked on real fold-0 images; no separate fp32
 #    OpenVINO IR is shipped (OpenVINO reads the .onnx directly);
@@ -22,6 +27,12 @@ set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 0
+fi
+oof=""
+if [[ "${1:-}" == "--oof" ]]; then
+    oof="${2:?--oof needs an npz (scripts/cv_oof.py output)}"
+    [[ -f "$oof" ]] || { echo "$(basename "$0"): $oof: no such file" >&2; exit 2; }
+    shift 2
 fi
 if [[ "${1:-}" == -* ]]; then
     echo "$(basename "$0"): unknown option $1 (try --help)" >&2
@@ -49,16 +60,22 @@ mpox-edge eval "$out" --data "$msid" --splits "$msid/splits.csv" --folds 4 \
     --json "$here/models/default-fold4.json"
 datasets="$(dirname "$msid")"
 python3 "$here/scripts/combine_splits.py" --datasets "$datasets" --out "$here/runs/cv/combined.csv"
-# validation = what this checkpoint never trained on (read from its train_config)
-mapfile -t folds < <(python3 "$here/scripts/trust_folds.py" "$ckpt" "$here/runs/cv/combined.csv")
-python3 "$here/scripts/predict_model.py" "$out" --datasets "$datasets" \
-    --splits "$here/runs/cv/combined.csv" --val "${folds[0]}" --train "${folds[1]}" \
-    --out "$here/runs/eval/current.npz"
+if [[ -n "$oof" ]]; then
+    val_npz="$oof"
+    folds=("" "" "pooled out-of-fold predictions of 4 cross-validation models over folds 0-3 of MSID + msld2-dev (4 classes; model k never trained on fold k)")
+else
+    # validation = what this checkpoint never trained on (read from its train_config)
+    mapfile -t folds < <(python3 "$here/scripts/trust_folds.py" "$ckpt" "$here/runs/cv/combined.csv")
+    val_npz="$here/runs/eval/current.npz"
+    python3 "$here/scripts/predict_model.py" "$out" --datasets "$datasets" \
+        --splits "$here/runs/cv/combined.csv" --val "${folds[0]}" --train "${folds[1]}" \
+        --out "$val_npz"
+fi
 # the unsure score's kind: best mean LOCO AUROC (runs/cv/loco.*.npz of train_default_cv.sh);
 # without those runs, TRUST_KIND names it (models/trust-fit.json records the comparison)
 kind=()
 if ! compgen -G "$here/runs/cv/loco.*.npz" > /dev/null; then kind=(--kind "${TRUST_KIND:?no runs/cv/loco.*.npz: run scripts/train_default_cv.sh or set TRUST_KIND}"); fi
-python3 "$here/scripts/fit_trust.py" --val-npz "$here/runs/eval/current.npz" --loco-dir "$here/runs/cv" \
+python3 "$here/scripts/fit_trust.py" --val-npz "$val_npz" --loco-dir "$here/runs/cv" \
     --val-desc "${folds[2]}" "${kind[@]}" \
     --model-dir "$out" --json "$here/models/trust-fit.json" > /dev/null
 mpox-edge eval "$out" --data "$msid" --splits "$msid/splits.csv" --folds 4 --name msid \

@@ -78,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         classes = list(meta["classes"])
         spec = preprocess_from_meta(meta)
         tc = meta.get("train_config") or {}
-        val_folds = [int(v) for v in tc.get("val_folds") or []]
         train_folds = [int(v) for v in tc.get("train_folds") or []]
+        # a fixed-epoch model (--val-folds none) left out the one fold of 0..3 it did not see
+        val_folds = [int(v) for v in tc.get("val_folds") or []] or sorted(
+            set(range(args.test_fold)) - set(train_folds)
+        )
         if len(val_folds) != 1 or args.test_fold in val_folds + train_folds:
             print(f"cv_oof: {ck} is not a CV model (val folds {val_folds})", file=sys.stderr)
             return 2

@@ -67,6 +67,18 @@ def png_bomb(side: int = 10000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def unit_environment(unit: Path = REPO / "deploy" / "mpox-edge.service") -> dict[str, str]:
+    """The ``Environment=`` lines of the shipped unit, so the soak runs the daemon as systemd
+    would (MALLOC_ARENA_MAX among them) instead of relying on the caller to set them."""
+    env: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for item in line.split("=", 1)[1].split():
+                key, _, value = item.strip('"').partition("=")
+                env[key] = value
+    return env
+
+
 class Daemon:
     """One ``mpox-edge serve`` process with its config, log and /proc readings."""
 
@@ -84,7 +96,7 @@ class Daemon:
             [sys.executable, "-m", "mpox_edge.edge.cli", "serve", "--config", str(self.config)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **unit_environment(), "PYTHONUNBUFFERED": "1"},
         )
         self.url = ""
         self.samples: list[tuple[float, int, int]] = []  # (t, rss bytes, threads)
@@ -446,8 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(root, args.minutes, say)
     try:
         soak.start()
-        say(f"fault soak: {args.minutes:g} min, work dir {root}")
+        env = unit_environment()
+        say(f"fault soak: {args.minutes:g} min, work dir {root}, unit environment {env}")
         result = soak.run()
+        result["unit_environment"] = env
     finally:
         soak.cleanup()
         if not args.keep:

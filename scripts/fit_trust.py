@@ -168,19 +168,29 @@ def load_oof(cv: Path, splits: Path) -> dict[str, Any]:
 
 
 def load_val_npz(path: Path) -> dict[str, Any]:
-    """One model's validation predictions (``scripts/predict_model.py``) in OOF form."""
+    """Validation predictions in OOF form: one model's (``scripts/predict_model.py``) or the
+    pooled out-of-fold predictions of CV models (``scripts/cv_oof.py``, a ``*_model`` column
+    naming the model of each row; each model's own training features for its statistics)."""
     z = np.load(path)
+
+    def model_of(part: str) -> np.ndarray:
+        key = f"{part}_model"
+        return z[key].astype(int) if key in z.files else np.zeros(len(z[f"{part}_logits"]), int)
+
+    ids = sorted(set(model_of("val").tolist()))
+    remap = {k: i for i, k in enumerate(ids)}  # cv_scores indexes ``train`` by position
+    tr_m = model_of("train")
     out: dict[str, Any] = {
         "val_logits": z["val_logits"],
         "val_features": z["val_features"],
         "y": z["val_label"],
         "collection": z["val_collection"],
-        "model": np.zeros(len(z["val_label"]), int),
-        "train": [(z["train_features"], z["train_label"])],
+        "model": np.asarray([remap[k] for k in model_of("val")], int),
+        "train": [(z["train_features"][tr_m == k], z["train_label"][tr_m == k]) for k in ids],
     }
     for p in ("unseen", "nonskin"):
         out[f"{p}_logits"], out[f"{p}_features"] = z[f"{p}_logits"], z[f"{p}_features"]
-        out[f"{p}_model"] = np.zeros(len(z[f"{p}_logits"]), int)
+        out[f"{p}_model"] = np.asarray([remap[k] for k in model_of(p)], int)
     return out
 
 
@@ -198,7 +208,11 @@ def cv_scores(kind: str, d: dict, part: str, t: float) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cv-dir", type=Path, help="cv_train.py output (pooled OOF)")
-    ap.add_argument("--val-npz", type=Path, help="instead: one model's predict_model.py output")
+    ap.add_argument(
+        "--val-npz",
+        type=Path,
+        help="instead: predict_model.py (one model) or cv_oof.py (pooled CV models) output",
+    )
     ap.add_argument("--val-desc", default="", help="what --val-npz holds (for the manifest)")
     ap.add_argument("--loco-dir", type=Path, help="default: --cv-dir")
     ap.add_argument("--splits", type=Path, help="default: CV_DIR/combined.csv")
@@ -307,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in kinds.items()
     }
     if args.val_npz:
-        scr["method"] = "validation folds the model never trained on"
+        n_models = len(d["train"])
+        scr["method"] = (
+            f"pooled out-of-fold predictions of {n_models} cross-validation models"
+            if n_models > 1
+            else "validation folds the model never trained on"
+        )
     if args.model_dir:
         write_manifest(args, rep, t, cal["all"], scr, ood)
     text = json.dumps(rep, indent=2, default=float)

@@ -8,6 +8,7 @@ under a minute on two cores.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import cv2
@@ -153,6 +154,22 @@ def test_training_is_reproducible(synth: Path, tmp_path: Path) -> None:
         sds.append(load_checkpoint(tmp_path / name / "m.pt")[1])
     assert sds[0].keys() == sds[1].keys()
     assert all(torch.equal(sds[0][k], sds[1][k]) for k in sds[0])
+
+
+def test_cosine_schedule_decays_to_zero_over_the_epochs(synth: Path, tmp_path: Path) -> None:
+    """A fixed-epoch run keeps its last epoch: cosine ends it at a small step, and the
+    history records the lr each epoch used."""
+    _zoo_has(ARCH)
+    res = _fit(synth, tmp_path / "m.pt", epochs=4, lr=1e-3, lr_schedule="cosine", val_folds=[])
+    lrs = [row["lr"] for row in res["history"]]
+    want = [1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert lrs == pytest.approx(want) and res["best_epoch"] == 4
+    flat = _fit(synth, tmp_path / "c.pt", epochs=2, lr=1e-3, val_folds=[])
+    assert [row["lr"] for row in flat["history"]] == [1e-3, 1e-3]
+    from mpox_edge.converters.trainloop import TrainConfig
+
+    with pytest.raises(UsageError, match="--lr-schedule"):
+        TrainConfig(data=".", arch=ARCH, out="x.pt", lr_schedule="step").validate()
 
 
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

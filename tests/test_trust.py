@@ -199,3 +199,36 @@ def test_tampered_stats_are_refused(trusted_dir: Path, tmp_path: Path) -> None:
     (d / stats).unlink()
     with pytest.raises(IntegrityError, match="missing"):
         Classifier.open(d, backend="onnxruntime")
+
+
+def test_fit_trust_reads_pooled_cv_predictions_per_model(tmp_path: Path) -> None:
+    """scripts/fit_trust.py on cv_oof.py's pooled npz: each row keeps its CV model, and each
+    model's Mahalanobis statistics come from that model's own training features only."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "fit_trust", Path(__file__).resolve().parents[1] / "scripts" / "fit_trust.py"
+    )
+    assert spec is not None and spec.loader is not None
+    ft = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ft)
+    rng = np.random.default_rng(0)
+    parts: dict[str, np.ndarray] = {}
+    for part, n in (("val", 6), ("train", 10), ("unseen", 4), ("nonskin", 2)):
+        parts[f"{part}_logits"] = rng.normal(size=(n, 4)).astype(np.float32)
+        parts[f"{part}_label"] = rng.integers(0, 4, n)
+        parts[f"{part}_model"] = np.arange(n) % 2 + 2  # CV models 2 and 3
+        parts[f"{part}_features"] = rng.normal(size=(n, 3)).astype(np.float32)
+        parts[f"{part}_features"][:, 0] = parts[f"{part}_model"]  # mark each row's model
+    parts["val_collection"] = np.asarray(["msid"] * 6)
+    np.savez(tmp_path / "oof.npz", **parts)
+    d = ft.load_val_npz(tmp_path / "oof.npz")
+    assert d["model"].tolist() == [0, 1, 0, 1, 0, 1] and len(d["train"]) == 2
+    for k, (feats, labels) in enumerate(d["train"]):
+        assert len(feats) == len(labels) == 5 and (feats[:, 0] == k + 2).all()
+    assert d["unseen_model"].tolist() == [0, 1, 0, 1]
+    # one model's predict_model.py output (no *_model column) is model 0 throughout
+    del parts["val_model"], parts["train_model"], parts["unseen_model"], parts["nonskin_model"]
+    np.savez(tmp_path / "one.npz", **parts)
+    d1 = ft.load_val_npz(tmp_path / "one.npz")
+    assert set(d1["model"].tolist()) == {0} and len(d1["train"]) == 1
