@@ -303,7 +303,9 @@ def _tls_files(d: Path) -> tuple[Path, Path, Path]:
     return d / "ca.pem", d / "server.pem", d / "server.key"
 
 
-def test_reload_command_over_authenticated_tls(state: Path) -> None:
+def tls_broker(state: Path) -> tuple[Mosquitto, dict[str, Any], Any]:
+    """A started broker with TLS and password authentication; the device's ``[mqtt]`` keys
+    (commands on) and a connected operator client that may publish commands."""
     import shutil
 
     pytest.importorskip("cryptography")
@@ -321,16 +323,25 @@ def test_reload_command_over_authenticated_tls(state: Path) -> None:
         f"certfile {cert}\nkeyfile {key}\n"
     )
     broker = Mosquitto(state / "broker", extra=extra).start()
+    device = {
+        "tls": True,
+        "ca_file": str(ca),
+        "username": "door-1",
+        "password_file": str(d / "door.pass"),
+        "commands": True,
+    }
+    op = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    op.tls_set(ca_certs=str(ca))
+    op.username_pw_set("operator", "0p")
+    op.connect("127.0.0.1", broker.port)
+    op.loop_start()
+    return broker, device, op
+
+
+def test_reload_command_over_authenticated_tls(state: Path) -> None:
+    broker, device, op = tls_broker(state)
     try:
-        cfg = fleet_cfg(
-            state,
-            broker.port,
-            tls=True,
-            ca_file=str(ca),
-            username="door-1",
-            password_file=str(d / "door.pass"),
-            commands=True,
-        )
+        cfg = fleet_cfg(state, broker.port, **device)
         dmn = Daemon(
             cfg,
             classifier_factory=lambda c: FakeClassifier(),
@@ -341,11 +352,6 @@ def test_reload_command_over_authenticated_tls(state: Path) -> None:
         t = threading.Thread(target=dmn.run, daemon=True)
         t.start()
         wait_until(lambda: dmn.mqtt.connected, 20, "a TLS connection")
-        op = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        op.tls_set(ca_certs=str(ca))
-        op.username_pw_set("operator", "0p")
-        op.connect("127.0.0.1", broker.port)
-        op.loop_start()
         op.publish("mpox-edge/door-1/set/reload", b"", qos=1).wait_for_publish(10)
         wait_until(
             lambda: any(
@@ -355,8 +361,8 @@ def test_reload_command_over_authenticated_tls(state: Path) -> None:
             20,
             "the reload the command asked for",
         )
-        op.loop_stop()
-        op.disconnect()
         halt(dmn, t)
     finally:
+        op.loop_stop()
+        op.disconnect()
         broker.stop()

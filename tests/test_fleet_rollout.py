@@ -250,3 +250,96 @@ def test_hot_swap_serves_throughout_and_a_failed_check_rolls_back(
         d.stop()
     evs = [e for e in read_events(cfg.events_path) if e["event"] == "model"]
     assert [e["ok"] for e in evs] == [True, False] and evs[0]["swap_ms"] > 0
+
+
+def test_set_model_over_mqtt_swaps_rolls_back_and_refuses(
+    kit: dict[str, Any], tmp_path: Path
+) -> None:
+    """The operator's ``set/model`` on an authenticated TLS connection to a real Mosquitto:
+    a version prefix swaps, ``rollback`` goes back, a malformed or unknown request is refused
+    while the old model keeps serving, and each outcome reaches MQTT as ``events/model``."""
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt: pip install 'mpox-edge[fleet]'")
+    from test_fleet_mqtt import tls_broker, wait_until
+
+    state = tmp_path / "state"
+    s = Store(state / "models", [kit["pub"]])
+    v1, v2 = s.install(kit["v1"]["bundle"]), s.install(kit["v2"]["bundle"])
+    s.activate(v1)
+    broker, device, op = tls_broker(tmp_path)
+    seen: list[dict[str, Any]] = []
+    op.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload))
+    op.subscribe("mpox-edge/door-1/events/model", qos=1)
+    cfg = config.from_dict(
+        {
+            "state_dir": str(state),
+            "http": {"enabled": False},
+            "model": {"backend": "onnxruntime", "warmup": 1},
+            "models": {"trusted_keys": [kit["pub"]]},
+            "mqtt": {"enabled": True, "port": broker.port, "device_id": "door-1", **device},
+        }
+    )
+    d = Daemon(cfg, source_factory=lambda sc: Camera(), reload_config=lambda: cfg)
+    d.start()
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+
+    def command(payload: bytes) -> dict[str, Any]:
+        n = len(seen)
+        op.publish("mpox-edge/door-1/set/model", payload, qos=1).wait_for_publish(10)
+        wait_until(lambda: len(seen) > n and not d.rollout._busy.locked(), 60, "events/model")
+        return seen[-1]
+
+    try:
+        wait_until(lambda: d.mqtt is not None and d.mqtt.connected, 20, "a TLS connection")
+        assert d.rollout.serving() == v1
+        ev = command(json.dumps({"version": v2[:12]}).encode())
+        assert ev["ok"] and ev["version"] == v2 and d.rollout.serving() == v2
+        ev = command(json.dumps({"action": "rollback"}).encode())
+        assert ev["ok"] and ev["version"] == v1 and d.rollout.serving() == v1
+        ev = command(b"not json")
+        assert not ev["ok"] and "set/model wants" in ev["error"] and ev["serving"] == v1
+        ev = command(json.dumps({"version": "f" * 12}).encode())
+        assert not ev["ok"] and ev["serving"] == v1 and ev["error"]
+        assert d.rollout.serving() == v1 and s.current().name == v1  # type: ignore[union-attr]
+        assert d.telemetry.get("frames_failed_total") == 0
+    finally:
+        d.request_stop()
+        t.join(5)
+        d.stop()
+        op.loop_stop()
+        op.disconnect()
+        broker.stop()
+    logged = [e["ok"] for e in read_events(cfg.events_path) if e["event"] == "model"]
+    assert logged == [True, True, False, False]
+
+
+def test_install_from_a_url(kit: dict[str, Any], tmp_path: Path) -> None:
+    """``model install http://...`` from a real HTTP server on loopback: installed as from a
+    file; a missing URL or an oversized download is one line, and nothing stays behind."""
+    import functools
+    import http.server
+
+    from mpox_edge.edge.errors import UsageError
+    from mpox_edge.edge.model.storecli import _fetch
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(kit["dir"]))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    state, cfg = tmp_path / "state", tmp_path / "c.toml"
+    cfg.write_text(f'[models]\ntrusted_keys = ["{kit["pub"]}"]\n')
+    try:
+        r = cli(state, cfg, "install", f"{base}/v1.bundle", "--activate")
+        assert r.returncode == 0 and "installed" in r.stdout and "now current" in r.stdout, r.stderr
+        r2 = cli(state, cfg, "list")
+        assert r2.returncode == 0 and kit["v1"]["version"][:12] in r2.stdout, r2.stdout
+        before = tree(state / "models")
+        r = cli(state, cfg, "install", f"{base}/missing.bundle")
+        assert r.returncode == 2 and "cannot download" in r.stderr and "404" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        with pytest.raises(UsageError, match="larger than 1000 bytes"):
+            _fetch(f"{base}/v2.bundle", state / "models", limit=1000)
+        assert tree(state / "models") == before  # no partial download left
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -54,15 +54,26 @@ def _store(args: argparse.Namespace) -> tuple[Store, list[str]]:
     return Store(cfg.models_dir, cfg.models.trusted_keys, cfg.models.keep), cfg.models.classes
 
 
-def _fetch(url: str, into: Path) -> Path:
+MAX_BUNDLE_BYTES = 1 << 30  # a bundle is tens of MB; a hostile URL must not fill the disk
+
+
+def _fetch(url: str, into: Path, limit: int = MAX_BUNDLE_BYTES) -> Path:
+    """Download into the store's folder (same file system: no copy later); partial files
+    never stay behind."""
     into.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=into, prefix=".download-", suffix=".bundle")
     try:
         with urllib.request.urlopen(url, timeout=60) as r, open(fd, "wb") as f:
+            got = 0
             while block := r.read(1 << 20):
+                got += len(block)
+                if got > limit:
+                    raise UsageError(f"cannot download {url}: larger than {limit} bytes")
                 f.write(block)
-    except OSError as e:
+    except (OSError, ValueError, UsageError) as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, UsageError):
+            raise
         raise UsageError(f"cannot download {url}: {e}") from None
     return Path(tmp)
 
