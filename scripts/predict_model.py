@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         out[f"{part}_label"] = np.asarray([CLASSES.index(r["label"]) for r in rs])
         out[f"{part}_collection"] = np.asarray([r["collection"] for r in rs])
+        out[f"{part}_path"] = np.asarray([r["path"] for r in rs])
         print(f"{part}: {len(rs)} images", file=sys.stderr)
     us = [u for u in unseen if u not in overlap]
     out["unseen_logits"], out["unseen_features"] = run(read_image(args.datasets / u) for u in us)
+    out["unseen_path"] = np.asarray(us)
     ns = nonskin_frames()
     out["nonskin_logits"], out["nonskin_features"] = run(im for _, im in ns)
     args.out.parent.mkdir(parents=True, exist_ok=True)
