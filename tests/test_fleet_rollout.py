@@ -343,22 +343,3 @@ def test_install_from_a_url(kit: dict[str, Any], tmp_path: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
-
-
-def test_rollout_paces_itself_on_the_frame_loop() -> None:
-    """The incoming model's next image waits until the frame loop has just finished a frame
-    (``poll``), and never longer than PACE_WAIT_S when no frame comes."""
-    from types import SimpleNamespace
-
-    from mpox_edge.edge.kiosk import rollout as ro
-
-    r = ro.Rollout(SimpleNamespace())  # type: ignore[arg-type]
-    timer = threading.Timer(0.1, r.poll)  # the frame loop, 0.1 s from now
-    t0 = time.monotonic()
-    timer.start()
-    r.pace()
-    waited = time.monotonic() - t0
-    assert 0.09 <= waited < ro.PACE_WAIT_S, waited
-    t0 = time.monotonic()
-    r.pace()  # a stalled camera: no poll comes
-    assert time.monotonic() - t0 >= ro.PACE_WAIT_S * 0.95

@@ -142,16 +142,12 @@ class Daemon:
         self.notifier.ready(f"ready; camera {self.capture.state if self.capture else '-'}")
         log.info("ready: %s on %s", self.model_info()["model"], self.model_info()["backend"])
 
-    def _load_model(self, cfg: config.Config, pace: Callable[[], None] | None = None) -> Any:
-        """Open and warm up; ``pace`` (a rollout beside a serving model) runs before each
-        warm-up frame."""
+    def _load_model(self, cfg: config.Config) -> Any:
         clf = self.classifier_factory(cfg)
         try:
             w, h = cfg.source.width or 640, cfg.source.height or 480
             dummy = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
             for _ in range(cfg.model.warmup):
-                if pace is not None:
-                    pace()
                 clf.predict(dummy, color_order="BGR")
         except BaseException:
             clf.close()

@@ -15,7 +15,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,17 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mpox_edge.rollout")
 
 
-# Warm-up and health-check images of the incoming model each wait for the frame loop to
-# finish a frame, so they run in the camera's idle gap, not beside the serving model (on two
-# cores that doubled a frame's time and the one-slot buffer dropped frames). Off only for
-# scripts/fleet_swap_bench.py --no-pace, which measures what it saves.
-PACE = True
-PACE_WAIT_S = 0.25  # a stalled camera must not stall the rollout
-
-
-def health_check(
-    clf: Any, version_dir: Path, classes: list[str], pace: Callable[[], None] | None = None
-) -> str:
+def health_check(clf: Any, version_dir: Path, classes: list[str]) -> str:
     """'' if the loaded model passes, else the reason (one line)."""
     if list(clf.classes) != list(classes):
         return f"classes {list(clf.classes)} do not match the expected {list(classes)}"
@@ -49,7 +38,7 @@ def health_check(
         return "the bundle records no health-check sample"
     files = sorted(p for p in (version_dir / "sample").rglob("*") if p.is_file())
     picked = [(str(p.relative_to(version_dir)), p) for p in files]
-    correct, n = sample_accuracy(clf, picked, pace)
+    correct, n = sample_accuracy(clf, picked)
     floor = float(rec["accuracy"]) - float(rec.get("tolerance", 0.0))
     if n != int(rec["n"]) or correct / max(n, 1) < floor - 1e-9:
         return (
@@ -65,13 +54,6 @@ class Rollout:
         self.state: dict[str, Any] = {"state": "idle"}
         self._ready: tuple[Any, str, float] | None = None
         self._busy = threading.Lock()
-        self._gap = threading.Event()  # set by the frame loop between frames
-
-    def pace(self) -> None:
-        """Worker side: wait until the frame loop has just finished a frame (see PACE)."""
-        if PACE:
-            self._gap.clear()
-            self._gap.wait(PACE_WAIT_S)
 
     def store(self) -> Store:
         c = self.d.cfg
@@ -122,11 +104,11 @@ class Rollout:
             cfg = dataclasses.replace(
                 self.d.cfg, model=dataclasses.replace(self.d.cfg.model, dir=str(cur))
             )
-            clf = self.d._load_model(cfg, pace=self.pace)
+            clf = self.d._load_model(cfg)
             running = self.d.classifier
             assert running is not None  # a swap replaces a model that is serving
             classes = self.d.cfg.models.classes or list(running.classes)
-            why = health_check(clf, cur, classes, self.pace)
+            why = health_check(clf, cur, classes)
             if why:
                 clf.close()
                 raise MpoxEdgeError(f"health check failed: {why}")
@@ -152,7 +134,6 @@ class Rollout:
 
     def poll(self) -> None:
         """Frame loop, between frames: swap in a model that passed."""
-        self._gap.set()
         ready, self._ready = self._ready, None
         if ready is None:
             return

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +70,10 @@ def pick_sample(root: Path, classes: list[str], per_class: int) -> list[tuple[st
     return out
 
 
-def sample_accuracy(
-    clf: Any, files: list[tuple[str, Path]], pace: Callable[[], None] | None = None
-) -> tuple[int, int]:
-    """(correct, n) of ``clf`` on sample files named sample/<class folder>/<image>;
-    ``pace`` runs before each (a rollout's health check yields to the frame loop)."""
+def sample_accuracy(clf: Any, files: list[tuple[str, Path]]) -> tuple[int, int]:
+    """(correct, n) of ``clf`` on sample files named sample/<class folder>/<image>."""
     correct = 0
     for rel, f in files:
-        if pace is not None:
-            pace()
         want = match_class(rel.split("/")[1], list(clf.classes))
         pred = clf.predict(read_image(f), color_order="BGR")
         correct += int(pred.index == want)
