@@ -3,9 +3,10 @@
 
 Packs the shipped default model twice (two versions), runs the daemon in-process on a
 30 fps synthetic camera, and swaps back and forth; reports the median time from the
-request to the new model serving, and drops per second during swaps vs before them.
+request to the new model serving, drops per second during swaps vs before them, and the
+excess: drops during a swap beyond what the rate before would give in the same time.
 
-    nice -n 10 python3 scripts/fleet_swap_bench.py --swaps 3
+    python3 scripts/fleet_swap_bench.py --swaps 3
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main() -> int:
         time.sleep(5)
         base = (tel.get("frames_dropped_total") - d0) / (time.time() - t0)
         base_cap = (tel.get("frames_captured_total") - c0) / (time.time() - t0)
-        ms, rates = [], []
+        ms, rates, excess = [], [], []
         for i in range(a.swaps):
             target = vs[(i + 1) % 2]
             s.activate(target)
@@ -77,7 +78,9 @@ def main() -> int:
                 if d.rollout.state.get("state") == "failed":
                     sys.exit(f"swap failed: {d.rollout.state}")
                 time.sleep(0.01)
-            rates.append((tel.get("frames_dropped_total") - d0) / (time.time() - t0))
+            dt, dropped = time.time() - t0, tel.get("frames_dropped_total") - d0
+            rates.append(dropped / dt)
+            excess.append(round(dropped - base * dt, 1))
             ms.append(d.rollout.state["swap_ms"])
             time.sleep(1)
         failed = tel.get("frames_failed_total")
@@ -92,6 +95,7 @@ def main() -> int:
                 "drops_per_s_before": round(base, 2),
                 "captured_per_s": round(base_cap, 1),
                 "drops_per_s_during_swap_median": round(statistics.median(rates), 2),
+                "excess_drops_per_swap": excess,
                 "frames_failed": failed,
             },
             indent=1,
