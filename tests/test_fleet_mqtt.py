@@ -366,3 +366,25 @@ def test_reload_command_over_authenticated_tls(state: Path) -> None:
         op.loop_stop()
         op.disconnect()
         broker.stop()
+
+
+def test_mqtt_threads_run_below_the_frame_loop(state: Path) -> None:
+    """The publisher and paho's network thread run 10 nice levels below the frame loop:
+    fleet telemetry must not take a core from the model's inference."""
+    import os
+
+    from mpox_edge.edge.kiosk.mqtt import BACKGROUND_NICE
+
+    broker = Mosquitto(state / "broker").start()
+    try:
+        d, t = start_daemon(fleet_cfg(state, broker.port))
+        assert d.mqtt is not None
+        wait_until(lambda: d.mqtt.connected and d.mqtt.published > 0, 20, "a publish")
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        nice = lambda th: os.getpriority(os.PRIO_PROCESS, th.native_id)  # noqa: E731
+        assert nice(t) == base
+        want = min(19, base + BACKGROUND_NICE)
+        assert nice(d.mqtt._thread) == nice(d.mqtt.client._thread) == want
+        halt(d, t)
+    finally:
+        broker.stop()

@@ -34,6 +34,24 @@ _EVENT = re.compile(rb'"event":"(\w+)"')
 Handler = Callable[[str, bytes], None]
 
 
+BACKGROUND_NICE = 10  # added to the thread's nice value (at most 19)
+
+
+def run_in_background() -> None:
+    """Lower the calling thread's priority (Linux: each thread has its own nice value).
+
+    On a 2-core device the model's intra-op threads hold both cores during an inference; a
+    publish or an ack handled at the same priority takes one of them away and the whole
+    inference waits for it. At nice 10 the scheduler runs MQTT work in the gaps instead.
+    """
+    try:
+        tid = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + BACKGROUND_NICE))
+    except (OSError, AttributeError):  # not permitted, or not Linux: run as is
+        pass
+
+
 def paho_client(client_id: str) -> Any:
     """A paho-mqtt 2.x client (MQTT 3.1.1, persistent session); clear error without it."""
     try:
@@ -142,6 +160,7 @@ class Publisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._saved = self.acked
+        self._net_niced = False
         self.client = paho_client(self.device)
         configure_client(self.client, self.m)
         self.client.max_inflight_messages_set(self.m.max_inflight)
@@ -179,6 +198,9 @@ class Publisher:
         if rc.is_failure:
             log.error("MQTT: broker %s:%d refused the connection: %s", self.m.host, self.m.port, rc)
             return
+        if not self._net_niced:  # paho's network thread, which only callbacks run in
+            run_in_background()
+            self._net_niced = True
         self.connected = True
         c.publish(self.topic("availability"), "online", qos=1, retain=True)
         if self.m.commands and self.on_command is not None:
@@ -216,6 +238,7 @@ class Publisher:
 
     # -- the publisher thread -------------------------------------------------------------
     def _run(self) -> None:
+        run_in_background()
         reader = LogReader(self.cfg.events_path)
         next_health = 0.0
         try:
