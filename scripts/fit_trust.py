@@ -303,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         "candidate": best,
         "threshold": thr,
         "fitted_on": source,
-        "chosen_by": "best mean leave-one-class-out unseen-class AUROC",
+        "chosen_by": (
+            "given (--kind)" if args.kind else "best mean leave-one-class-out unseen-class AUROC"
+        ),
         "rule": f"{1 - args.unsure_rate:.2f} quantile of in-distribution validation scores",
         "in_distribution_unsure": float((kb["_ind"] > thr).mean()),
         "cowpox_hfmd_unsure": float((kb["_uns"] > thr).mean()),
