@@ -70,10 +70,11 @@ def _fetch(url: str, into: Path, limit: int = MAX_BUNDLE_BYTES) -> Path:
                 if got > limit:
                     raise UsageError(f"cannot download {url}: larger than {limit} bytes")
                 f.write(block)
-    except (OSError, ValueError, UsageError) as e:
+    except UsageError:  # over the limit
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, UsageError):
-            raise
+        raise
+    except (OSError, ValueError) as e:  # network, HTTP status, or not a URL urllib takes
+        Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"cannot download {url}: {e}") from None
     return Path(tmp)
 
