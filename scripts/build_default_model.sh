@@ -62,11 +62,12 @@ datasets="$(dirname "$msid")"
 python3 "$here/scripts/combine_splits.py" --datasets "$datasets" --out "$here/runs/cv/combined.csv"
 if [[ -n "$oof" ]]; then
     val_npz="$oof"
-    folds=("" "" "pooled out-of-fold predictions of 4 cross-validation models over folds 0-3 of MSID + msld2-dev (4 classes; model k never trained on fold k)")
+    val_desc="pooled out-of-fold predictions of 4 cross-validation models over folds 0-3 of MSID + msld2-dev (4 classes; model k never trained on fold k)"
 else
     # validation = what this checkpoint never trained on (read from its train_config)
     mapfile -t folds < <(python3 "$here/scripts/trust_folds.py" "$ckpt" "$here/runs/cv/combined.csv")
     val_npz="$here/runs/eval/current.npz"
+    val_desc="${folds[2]}"
     python3 "$here/scripts/predict_model.py" "$out" --datasets "$datasets" \
         --splits "$here/runs/cv/combined.csv" --val "${folds[0]}" --train "${folds[1]}" \
         --out "$val_npz"
@@ -76,7 +77,7 @@ fi
 kind=()
 if ! compgen -G "$here/runs/cv/loco.*.npz" > /dev/null; then kind=(--kind "${TRUST_KIND:?no runs/cv/loco.*.npz: run scripts/train_default_cv.sh or set TRUST_KIND}"); fi
 python3 "$here/scripts/fit_trust.py" --val-npz "$val_npz" --loco-dir "$here/runs/cv" \
-    --val-desc "${folds[2]}" "${kind[@]}" \
+    --val-desc "$val_desc" "${kind[@]}" \
     --model-dir "$out" --json "$here/models/trust-fit.json" > /dev/null
 mpox-edge eval "$out" --data "$msid" --splits "$msid/splits.csv" --folds 4 --name msid \
     --data "$datasets/msld2-dev" --splits "$datasets/msld2-dev/splits.csv" --folds 4 \
