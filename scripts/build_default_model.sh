@@ -24,21 +24,13 @@
 #    test folds of both collections (models/default-test.json).
 # Fold 4 is never used for a choice.
 set -euo pipefail
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-    exit 0
-fi
 oof=""
 if [[ "${1:-}" == "--oof" ]]; then
     oof="${2:?--oof needs an npz (scripts/cv_oof.py output)}"
     [[ -f "$oof" ]] || { echo "$(basename "$0"): $oof: no such file" >&2; exit 2; }
     shift 2
 fi
-if [[ "${1:-}" == -* ]]; then
-    echo "$(basename "$0"): unknown option $1 (try --help)" >&2
-    exit 2
-fi
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh" "$@"  # --help, unknown options, $here
 if [[ $# -lt 1 || ! -f "$1" ]]; then
     echo "$(basename "$0"): ${1:-CHECKPOINT}: no such checkpoint file (usage: see --help)" >&2
     exit 2

@@ -11,16 +11,8 @@
 # Selection between them uses fold 3 only. Training is seeded and deterministic for a fixed
 # thread count: keep --threads 2 to get the same weights bit for bit.
 set -euo pipefail
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-    exit 0
-fi
-if [[ "${1:-}" == -* ]]; then
-    echo "$(basename "$0"): unknown option $1 (try --help)" >&2
-    exit 2
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh" "$@"  # --help, unknown options, $here
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 msid="${1:-$here/../shared/datasets/msid}"
 out="${2:-$here/runs/default}"
 splits="$msid/splits.csv"

@@ -19,15 +19,7 @@
 # 4. 4 CV models (model k: folds {0..3}\{k}) -> out-of-fold logits/features; the final
 #    model on all of folds 0-3; 4 leave-one-class-out models (folds 0-2, scored on fold 3)
 set -euo pipefail
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-    exit 0
-fi
-if [[ "${1:-}" == -* ]]; then
-    echo "$(basename "$0"): unknown option $1 (try --help)" >&2
-    exit 2
-fi
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh" "$@"  # --help, unknown options, $here
 datasets="${1:-$here/../shared/datasets}"
 out="${2:-$here/runs/cv}"
 if [[ ! -d "$datasets/msid" || ! -d "$datasets/msld2-dev" ]]; then

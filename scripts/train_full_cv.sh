@@ -16,15 +16,7 @@
 # 3. out-of-fold logits/features of the CV models         -> OUT/oof.npz (scripts/cv_oof.py)
 # Re-running skips checkpoints already written. About 15 min per model on 2 idle cores.
 set -euo pipefail
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-    exit 0
-fi
-if [[ "${1:-}" == -* ]]; then
-    echo "$(basename "$0"): unknown option $1 (try --help)" >&2
-    exit 2
-fi
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh" "$@"  # --help, unknown options, $here
 datasets="${1:-$here/../shared/datasets}"
 out="${2:-$here/runs/cvfull}"
 epochs="${EPOCHS:-15}"
