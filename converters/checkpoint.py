@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mpox_edge.edge.errors import CheckpointError, MpoxEdgeError
+from mpox_edge.edge.errors import CheckpointError, MpoxEdgeError, UsageError
 from mpox_edge.edge.model.manifest import Preprocess
 
 FORMAT = "mpox-edge-checkpoint"
@@ -175,7 +175,13 @@ def zoo_preprocess(arch: str, *, input_size: int | None = None) -> Preprocess:
     """The zoo entry's preprocessing as the manifest's ``Preprocess`` (optionally resized)."""
     from .zoo import get_entry
 
-    spec = get_entry(arch).preprocess
+    entry = get_entry(arch)
+    spec = entry.preprocess
+    if input_size and entry.fixed_input_size and int(input_size) != spec.input_size:
+        raise UsageError(
+            f"{arch} is built for {spec.input_size} px (its TF 'SAME' pads are fixed to that "
+            f"size); --input-size {input_size} would misalign its ImageNet weights"
+        )
     return dataclasses.replace(spec, input_size=int(input_size)) if input_size else spec
 
 

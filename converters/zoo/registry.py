@@ -38,6 +38,9 @@ class ZooEntry:
     # None: no exact class-activation map (e.g. attention between features and head).
     cam: str | None = "linear"
     source: str = ""
+    # True when the layers are built for preprocess.input_size only (static TF 'SAME' pads):
+    # another --input-size would shift every stride-2 conv's window against the weights
+    fixed_input_size: bool = False
 
     def build(self, *, num_classes: int | None = None, pretrained: bool = False) -> Any:
         mod = importlib.import_module(f"{__package__}.{self.module}")
