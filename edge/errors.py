@@ -72,3 +72,10 @@ def shown(name: object) -> str:
     if s.isprintable():
         return s
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one log line: a config error lists its problems joined by '; '."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""]
+    text = lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
+    return text if isinstance(e, MpoxEdgeError) else f"{type(e).__name__}: {text}".rstrip(": ")

@@ -13,14 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import __version__
-from ..errors import MpoxEdgeError
+from ..errors import one_line
 from ..explain.overlay import Explainer
 from ..model.store import Store
 from ..system import cpu_temp_c, rss_bytes
@@ -31,6 +30,7 @@ from .httpapi import ApiServer
 from .inbox import InboxRecord
 from .pipeline import ClassifierLike, Pipeline, Result
 from .recorder import Recorder
+from .reload import reload_daemon
 from .rollout import Rollout
 from .sdnotify import Notifier
 from .sources import DirSource, Source, open_source
@@ -39,13 +39,6 @@ from .telemetry import Telemetry
 from .webui import WebUI
 
 log = logging.getLogger("mpox_edge.daemon")
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one log line: a config error lists its problems joined by '; '."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""]
-    text = lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
-    return text if isinstance(e, MpoxEdgeError) else f"{type(e).__name__}: {text}".rstrip(": ")
 
 
 ClassifierFactory = Callable[[config.Config], ClassifierLike]
@@ -306,81 +299,12 @@ class Daemon:
         for rec in self._inboxes.values():
             rec.close()
 
-    # -- SIGHUP -------------------------------------------------------------------------------
+    # -- SIGHUP (edge/kiosk/reload.py) ------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the config; apply what changed, or keep everything if anything fails.
-
-        No failure of a reload may stop a running kiosk (issue 13): a config that does not
-        decode or validate, a model that does not load or disagrees with its manifest, or a
-        bug are all one log line, a ``reload ok:false`` event and a line in /status.
-        """
-        if self.reload_config is None:
-            return
-        self.notifier.reloading()
-        try:
-            new = self._apply_reload()
-        except Exception as e:  # noqa: BLE001 - see the docstring
-            msg = one_line(e)
-            log.error("reload rejected, keeping the running configuration: %s", msg)
-            self.telemetry.inc("reloads_failed_total")
-            self.last_reload = {"ok": False, "error": msg, "at": time.time()}
-            self._event({"event": "reload", "ok": False, "error": msg})
-            self.notifier.ready("reload rejected: see the journal")
-            return
-        self.last_reload = {"ok": True, "error": "", "at": time.time(), "config": new.origin}
-        self._event({"event": "reload", "ok": True})
-        self.notifier.ready("reloaded")
-        log.info("configuration reloaded from %s", new.origin)
-
-    def _apply_reload(self) -> config.Config:
-        assert self.reload_config is not None and self.pipeline is not None
-        old = self.cfg
-        new = self.reload_config()
-        clf = self.pipeline.classifier  # the running model (== self.classifier)
-        if asdict(new.model) != asdict(old.model):
-            with self.notifier.keepalive():
-                clf = self._load_model(new)
-        prev: Any = self.pipeline.classifier
-        self.pipeline.classifier = clf
-        try:
-            self.pipeline.configure(new.decision, new.roi)
-        except BaseException:
-            self.pipeline.classifier = prev
-            if clf is not prev:
-                clf.close()
-            raise
-        if clf is not prev:
-            prev.close()
-            self.classifier = clf
-        self.pipeline.with_features = self.explainer.wanted(new)
-        if self.recorder:
-            self.recorder.reconfigure(new)
-        if asdict(new.source) != asdict(old.source) and self.capture is not None:
-            self.capture.stop(timeout=0.5)
-            self._start_capture(new)
-        if asdict(new.http) != asdict(old.http):
-            self._restart_http(old, new)
-        self.cfg = new
-        if asdict(new.mqtt) != asdict(old.mqtt):
-            if self.mqtt:
-                self.mqtt.close(drain_s=0.0)
-                self.mqtt = None
-            self._start_mqtt(new)
-        self.rollout.on_reload()
-        return new
+        """Re-read the config; apply what changed, or keep everything if anything fails."""
+        reload_daemon(self)
 
     # -- outputs ------------------------------------------------------------------------------
-    def _restart_http(self, old: config.Config, new: config.Config) -> None:
-        if self.http:
-            self.http.close()
-            self.http = None
-        for cfg in (new, old):  # the new address taken: keep serving where we were
-            try:
-                self._start_http(cfg)
-                return
-            except config.ConfigError as e:
-                log.error("reload: %s", e)
-
     def _event(self, ev: dict[str, Any]) -> dict[str, Any]:
         return self.recorder.event(ev) if self.recorder else ev
 

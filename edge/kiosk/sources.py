@@ -26,8 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 import cv2
 import numpy as np
 
-from ..errors import DataError, SourceError, shown
-from ..model.dataset import IMAGE_SUFFIXES, is_own_output, read_image
+from ..errors import SourceError
 from .config import SourceConfig
 from .frames import (
     FrameNeed,
@@ -37,7 +36,6 @@ from .frames import (
     smallest_mode,
     v4l2_modes,
 )
-from .inbox import InboxRecord, photo_key
 
 log = logging.getLogger("mpox_edge.sources")
 
@@ -248,133 +246,6 @@ class OpenCVSource(Source):
             self.cap = None
 
 
-class DirSource(Source):
-    """Still images in a folder, in name order; with ``watch`` it waits for new ones.
-
-    Hostile inboxes (issue 13): special files (a FIFO named ``.jpg``) are never opened for
-    a blocking read, every read is bounded in bytes and time (well inside the capture's
-    stall timeout, so no thread is ever abandoned), what was screened lives in an
-    ``InboxRecord`` that the daemon keeps across reconnects and restarts, and a photo that
-    cannot be read is reported through ``on_unreadable`` instead of vanishing.
-    """
-
-    still = True
-    lossless = True  # each photo is a person: never dropped
-    poll_s = 0.25
-    settle_s = 0.3
-
-    def __init__(self, uri: str, cfg: SourceConfig, path: Path) -> None:
-        super().__init__(uri, cfg)
-        self.path = path
-        self.record = InboxRecord(path)  # in memory; the daemon attaches a persistent one
-        self.on_unreadable: Callable[[str, str], None] = _log_unreadable
-        self._queue: list[tuple[Path, str]] = []
-
-    def attach(
-        self, record: InboxRecord, on_unreadable: Callable[[str, str], None] | None = None
-    ) -> None:
-        self.record = record
-        if on_unreadable is not None:
-            self.on_unreadable = on_unreadable
-
-    finite = True
-
-    def open(self) -> None:
-        if not self.path.is_dir():
-            raise SourceError(f"{self.uri}: {shown(self.path)} is not a directory")
-        if not self.cfg.watch and not self._scan():
-            _refuse_class_tree(self.uri, self.path)
-
-    def _scan(self) -> list[tuple[Path, str]]:
-        try:
-            files = sorted(
-                p
-                for p in self.path.iterdir()
-                if p.suffix.lower() in IMAGE_SUFFIXES
-                and not p.name.startswith(".")
-                and not is_own_output(p)
-            )
-        except OSError as e:
-            raise SourceError(f"{self.uri}: {e.strerror or e}") from None
-        fresh = []
-        now = time.time()
-        for p in files:
-            key = photo_key(p)
-            if key is None or self.record.seen(key):
-                continue
-            # A photo still being written is left for the next poll (kiosks: write, rename).
-            if self.cfg.watch and now - _mtime(p) < self.settle_s:
-                continue
-            fresh.append((p, key))
-        return fresh
-
-    def read(self) -> Frame | None:
-        if not self._queue:
-            self._queue = self._scan()
-        if not self._queue:
-            if self.cfg.loop and self.record.count:
-                self.record.forget_all()
-                return None
-            if not self.cfg.watch:
-                raise SourceEnded(f"{self.uri}: no more images")
-            time.sleep(self.poll_s)
-            return None
-        p, key = self._queue.pop(0)
-        if self.record.seen(key):
-            return None  # taken by an earlier reader of this inbox meanwhile
-        self.record.take(key)
-        budget = max(0.1, min(2.0, self.cfg.read_timeout_s / 2))
-        try:
-            img = read_image(p, deadline_s=budget)
-        except DataError as e:
-            if photo_key(p) != key:  # changed under us: still being written, try again
-                self.record.release(key)
-                return None
-            self.on_unreadable(p.name, str(e))
-            self.record.done(key)
-            return None
-        record = self.record
-
-        def ack(logged: bool = True) -> None:  # not logged (disk full): screen it again
-            if logged:
-                record.done(key)
-            else:
-                record.release(key)
-
-        return dataclasses.replace(self._frame(img, "BGR", p.name), ack=ack)
-
-
-def _log_unreadable(name: str, reason: str) -> None:
-    log.warning("unreadable photo: %s", reason)
-
-
-def _refuse_class_tree(uri: str, path: Path) -> None:
-    """dir:// reads one folder of photos; a tree of class folders (a labelled data set) would
-    otherwise end at once with 0 photos and exit 0. Say what to do instead."""
-    try:
-        subs = sorted(
-            d.name
-            for d in path.iterdir()
-            if d.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir())
-        )
-    except OSError:
-        return
-    if subs:
-        raise SourceError(
-            f"{uri}: no photos in {path} itself, only in its sub-folders "
-            f"({', '.join(subs[:5])}{', ...' if len(subs) > 5 else ''}); dir:// reads one "
-            "folder (not sub-folders): point it at one of them, or for a labelled set use "
-            "`mpox-edge eval --data`"
-        )
-
-
-def _mtime(p: Path) -> float:
-    try:
-        return p.stat().st_mtime
-    except OSError:
-        return float("inf")  # vanished meanwhile: never ready
-
-
 _BOOL = {
     "1": True,
     "true": True,
@@ -447,7 +318,8 @@ def _build_source(uri: str, cfg: SourceConfig) -> Source:
     )
 
 
-# Last: picam builds on Source and Frame above (and is re-exported from here).
+# Last: picam and dirsource build on Source and Frame above (and are re-exported from here).
+from .dirsource import DirSource  # noqa: E402
 from .picam import PICAMERA_HELP, PiCameraSource  # noqa: E402
 
-__all__ = ["PICAMERA_HELP", "PiCameraSource", "Frame", "Source", "open_source"]
+__all__ = ["PICAMERA_HELP", "DirSource", "PiCameraSource", "Frame", "Source", "open_source"]
