@@ -4,6 +4,12 @@ broker is down. In-process daemon, fake classifier, lossless synthetic source, e
 decision logged (state on /dev/shm), a real mosquitto on loopback. Rounds alternate
 off / on / broker-down so drift hits all three alike; medians are reported.
 
+Besides decisions per second (wall clock: moved by whatever else the machine runs), each
+round records the process's CPU milliseconds per decision (every thread: frame loop,
+model, publisher, paho). On a device whose cores the model keeps busy, throughput scales as
+1 / CPU per decision, so ``cpu_off / cpu_on`` is MQTT's cost in throughput measured in a way
+other load moves much less.
+
     python3 scripts/fleet_bench.py --decisions 3000 --rounds 3
     python3 scripts/fleet_bench.py --real --decisions 1000 --rounds 5
 """
@@ -27,7 +33,7 @@ from mpox_edge.edge.kiosk.daemon import Daemon  # noqa: E402
 from test_fleet_mqtt import Synthetic, fleet_cfg  # noqa: E402
 
 
-def one(state: Path, port: int, mqtt: bool, n: int, real: bool) -> tuple[float, float]:
+def one(state: Path, port: int, mqtt: bool, n: int, real: bool) -> tuple[float, float, float]:
     cfg = fleet_cfg(state, port)
     cfg.mqtt.enabled = mqtt
     cfg.model.backend = "onnxruntime"
@@ -43,12 +49,17 @@ def one(state: Path, port: int, mqtt: bool, n: int, real: bool) -> tuple[float, 
 
     d.telemetry.decided = decided  # type: ignore[method-assign]
     t = threading.Thread(target=d.run, kwargs={"max_frames": n}, daemon=True)
+    cpu0 = time.process_time()
     t.start()
     t.join()
+    if d.mqtt:  # what is still queued is part of the cost: let the publisher finish it
+        d.mqtt.close(drain_s=5.0)
+        d.mqtt = None
+    cpu = (time.process_time() - cpu0) * 1e3 / len(stamps)
     d.stop()
     gaps = sorted(b - a for a, b in zip(stamps[n // 10 : -1], stamps[n // 10 + 1 :], strict=True))
     rate = (len(stamps) - n // 10 - 1) / (stamps[-1] - stamps[n // 10])
-    return rate, gaps[int(len(gaps) * 0.99)] * 1e3
+    return rate, gaps[int(len(gaps) * 0.99)] * 1e3, cpu
 
 
 def main() -> int:
@@ -57,7 +68,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--real", action="store_true", help="the shipped model instead of a fake")
     a = ap.parse_args()
-    res: dict[str, list[tuple[float, float]]] = {"off": [], "on": [], "broker_down": []}
+    res: dict[str, list[tuple[float, float, float]]] = {"off": [], "on": [], "broker_down": []}
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
         broker = Mosquitto(Path(tmp) / "broker").start()
         try:
@@ -74,13 +85,19 @@ def main() -> int:
     out = {
         m: {"decisions_per_s": round(statistics.median(x[0] for x in v), 1),
             "loop_p99_ms": round(statistics.median(x[1] for x in v), 3),
-            "per_round_decisions_per_s": [round(x[0], 1) for x in v]}
+            "cpu_ms_per_decision": round(statistics.median(x[2] for x in v), 3),
+            "per_round_decisions_per_s": [round(x[0], 1) for x in v],
+            "per_round_cpu_ms_per_decision": [round(x[2], 3) for x in v]}
         for m, v in res.items()
     }  # fmt: skip
     out["on_vs_off"] = round(out["on"]["decisions_per_s"] / out["off"]["decisions_per_s"], 3)
     # each round's on / off (neighbours in time): less exposed to drift than ratio of medians
     paired = [on[0] / off[0] for on, off in zip(res["on"], res["off"], strict=True)]
     out["on_vs_off_paired_median"] = round(statistics.median(paired), 3)
+    # CPU-bound throughput ratio: off's CPU per decision over on's, per round and median
+    cpu_paired = [off[2] / on[2] for on, off in zip(res["on"], res["off"], strict=True)]
+    out["cpu_bound_on_vs_off_paired_median"] = round(statistics.median(cpu_paired), 3)
+    out["cpu_bound_on_vs_off_per_round"] = [round(x, 3) for x in cpu_paired]
     out["classifier"] = "shipped model, onnxruntime" if a.real else "fake (tests/edge_fakes.py)"
     print(json.dumps(out, indent=1))
     return 0
