@@ -1,9 +1,12 @@
-"""Shared fixtures: paths to ../shared (optional) and a small exported model."""
+"""Shared fixtures: paths to ../shared (optional), a small exported model, running daemons."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +40,23 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = d / "model"
     export_checkpoint(ckpt, arch="fast-mpoxnet", out=out)
     return out
+
+
+@pytest.fixture
+def running() -> Iterator[Any]:
+    """``running(daemon)`` starts it (READY) and runs its frame loop on a thread; every
+    daemon started so is stopped at the end of the test, as SIGTERM would."""
+    daemons: list[tuple[Any, threading.Thread]] = []
+
+    def start(d: Any) -> Any:
+        d.start()
+        t = threading.Thread(target=d.run, daemon=True)
+        t.start()
+        daemons.append((d, t))
+        return d
+
+    yield start
+    for d, t in daemons:
+        d.request_stop()
+        t.join(5)
+        d.stop()

@@ -19,7 +19,6 @@ import time
 import types
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -219,24 +218,6 @@ def _cfg(tmp_path: Path, uri: str, **sections: dict[str, Any]) -> config.Config:
     for k, v in sections.items():
         data.setdefault(k, {}).update(v)
     return config.from_dict(data)
-
-
-@pytest.fixture
-def running() -> Iterator[Any]:
-    daemons: list[tuple[Daemon, threading.Thread]] = []
-
-    def start(d: Daemon) -> Daemon:
-        d.start()
-        t = threading.Thread(target=d.run, daemon=True)
-        t.start()
-        daemons.append((d, t))
-        return d
-
-    yield start
-    for d, t in daemons:
-        d.request_stop()
-        t.join(5)
-        d.stop()
 
 
 def test_http_endpoints(tmp_path: Path, running: Any) -> None:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +23,6 @@ from mpox_edge.edge.kiosk.daemon import Daemon
 from mpox_edge.edge.kiosk.eventlog import read_events
 from mpox_edge.edge.model.classifier import default_model_dir
 from test_daemon import http_get, wait_until
-
-
-@pytest.fixture
-def running() -> Iterator[Any]:
-    """Start daemons on threads; stop them all at the end."""
-    daemons: list[tuple[Daemon, threading.Thread]] = []
-
-    def start(d: Daemon) -> Daemon:
-        d.start()
-        t = threading.Thread(target=d.run, daemon=True)
-        t.start()
-        daemons.append((d, t))
-        return d
-
-    yield start
-    for d, t in daemons:
-        d.request_stop()
-        t.join(5)
-        d.stop()
 
 
 def _toml(tmp_path: Path, uri: str, extra: str = "") -> str:

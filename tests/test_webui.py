@@ -12,11 +12,9 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +91,7 @@ def test_ui_config_is_checked() -> None:
 
 # -- the daemon in-process ----------------------------------------------------------------------
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Any]:
-    started: list[tuple[Daemon, threading.Thread]] = []
+def daemon(tmp_path: Path, running: Any) -> Any:
 
     def start(uri: str, **sections: Any) -> Daemon:
         data: dict[str, Any] = {
@@ -108,18 +105,11 @@ def daemon(tmp_path: Path) -> Iterator[Any]:
                 data.setdefault(k, {}).update(v)
             else:
                 data[k] = v
-        d = Daemon(config.from_dict(data), classifier_factory=lambda c: FakeClassifier(0.002))
-        d.start()
-        t = threading.Thread(target=d.run, daemon=True)
-        t.start()
-        started.append((d, t))
-        return d
+        return running(
+            Daemon(config.from_dict(data), classifier_factory=lambda c: FakeClassifier(0.002))
+        )
 
-    yield start
-    for d, t in started:
-        d.request_stop()
-        t.join(5)
-        d.stop()
+    return start
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
