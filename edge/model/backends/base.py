@@ -128,6 +128,29 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class BackendBase:
+    """What every backend's constructor does first: its own options checked (``Options``),
+    the device name lower-cased, threads defaulted to the cores this process may use."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BackendOptions]] = NoOptions
+
+    def __init__(
+        self,
+        model: ModelDir,
+        artifact: Artifact,
+        path: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        options: Mapping[str, object] | None = None,
+    ) -> None:
+        self.options = self.Options.from_mapping(options or {}, backend=self.name)
+        self.device = device.lower()
+        self.threads = threads or default_threads()
+        self.artifact = artifact
+
+
 def default_threads() -> int:
     import os
 

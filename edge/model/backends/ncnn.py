@@ -17,12 +17,12 @@ import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from .base import BackendOptions, NoOptions, Probe, default_threads
+from .base import BackendBase, BackendOptions, NoOptions, Probe
 
 NCNN_HINT = "pip install ncnn (or, from the checkout: pip install '.[ncnn]')"
 
 
-class NcnnBackend:
+class NcnnBackend(BackendBase):
     name: ClassVar[str] = "ncnn"
     distributions: ClassVar[tuple[str, ...]] = ("ncnn",)
     Options: ClassVar[type[BackendOptions]] = NoOptions  # no caller options (yet)
@@ -54,10 +54,7 @@ class NcnnBackend:
     ) -> None:
         import ncnn
 
-        self.options = NoOptions.from_mapping(options or {}, backend=self.name)
-        self.device = device.lower()
-        self.threads = threads or default_threads()
-        self.artifact = artifact
+        super().__init__(model, artifact, path, device=device, threads=threads, options=options)
         blobs = artifact.extra.get("blobs") or {}
         self.input_blob = str(blobs.get("input", "in0"))
         self.output_blobs = {

@@ -6,13 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from .base import BackendOptions, Probe, default_threads
+from .base import BackendBase, BackendOptions, Probe
 
 # device name -> execution providers, most specific first (CPU always appended last).
 _DEVICE_PROVIDERS = {
@@ -41,7 +41,7 @@ class OnnxRuntimeOptions(BackendOptions):
     trt_fp16: bool = False  # let TensorRT build fp16 engines
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BackendBase):
     name: ClassVar[str] = "onnxruntime"
     # Jetson and accelerator builds ship under other names.
     distributions: ClassVar[tuple[str, ...]] = (
@@ -80,11 +80,8 @@ class OnnxRuntimeBackend:
     ) -> None:
         import onnxruntime as ort
 
-        opts = OnnxRuntimeOptions.from_mapping(options or {}, backend=self.name)
-        self.options = opts
-        self.device = device.lower()
-        self.threads = threads or default_threads()
-        self.artifact = artifact
+        super().__init__(model, artifact, path, device=device, threads=threads, options=options)
+        opts = cast(OnnxRuntimeOptions, self.options)  # Options below is OnnxRuntimeOptions
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1

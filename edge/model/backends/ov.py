@@ -15,10 +15,10 @@ import numpy as np
 
 from ...errors import BackendUnavailableError
 from ..manifest import Artifact, ModelDir
-from .base import BackendOptions, NoOptions, Probe, default_threads
+from .base import BackendBase, BackendOptions, NoOptions, Probe
 
 
-class OpenVINOBackend:
+class OpenVINOBackend(BackendBase):
     name: ClassVar[str] = "openvino"
     distributions: ClassVar[tuple[str, ...]] = ("openvino",)
     # no caller options: the latency hint and f32 precision are fixed (see the docstring)
@@ -54,10 +54,7 @@ class OpenVINOBackend:
     ) -> None:
         import openvino as ov
 
-        self.options = NoOptions.from_mapping(options or {}, backend=self.name)
-        self.device = device.lower()
-        self.threads = threads or default_threads()
-        self.artifact = artifact
+        super().__init__(model, artifact, path, device=device, threads=threads, options=options)
         core = ov.Core()
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if self.device == "cpu":
