@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -201,17 +202,22 @@ def test_tampered_stats_are_refused(trusted_dir: Path, tmp_path: Path) -> None:
         Classifier.open(d, backend="onnxruntime")
 
 
-def test_fit_trust_reads_pooled_cv_predictions_per_model(tmp_path: Path) -> None:
-    """scripts/fit_trust.py on cv_oof.py's pooled npz: each row keeps its CV model, and each
-    model's Mahalanobis statistics come from that model's own training features only."""
+def _script(name: str) -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "fit_trust", Path(__file__).resolve().parents[1] / "scripts" / "fit_trust.py"
+        name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
     )
     assert spec is not None and spec.loader is not None
-    ft = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ft)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fit_trust_reads_pooled_cv_predictions_per_model(tmp_path: Path) -> None:
+    """scripts/fit_trust.py on cv_oof.py's pooled npz: each row keeps its CV model, and each
+    model's Mahalanobis statistics come from that model's own training features only."""
+    ft = _script("fit_trust")
     rng = np.random.default_rng(0)
     parts: dict[str, np.ndarray] = {}
     for part, n in (("val", 6), ("train", 10), ("unseen", 4), ("nonskin", 2)):
@@ -232,3 +238,27 @@ def test_fit_trust_reads_pooled_cv_predictions_per_model(tmp_path: Path) -> None
     np.savez(tmp_path / "one.npz", **parts)
     d1 = ft.load_val_npz(tmp_path / "one.npz")
     assert set(d1["model"].tolist()) == {0} and len(d1["train"]) == 1
+
+
+def test_ensemble_of_cv_predictions_aligns_rows_by_path_and_model() -> None:
+    """scripts/ensemble_oof.py: members written in different row orders still pair each
+    image with itself (and its CV model); the ensemble is the mean log-softmax."""
+    eo = _script("ensemble_oof")
+    rng = np.random.default_rng(1)
+    a: dict[str, np.ndarray] = {"classes": np.asarray(["A", "B", "C", "D"])}
+    for part in ("val", "unseen", "nonskin"):
+        a[f"{part}_logits"] = rng.normal(size=(6, 4)).astype(np.float32)
+        a[f"{part}_label"] = rng.integers(0, 4, 6)
+        a[f"{part}_path"] = np.asarray(["x", "y", "z", "x", "y", "z"])
+        a[f"{part}_model"] = np.asarray([0, 0, 0, 1, 1, 1])  # nonskin: same image, 2 models
+        a[f"{part}_collection"] = np.asarray(["msid"] * 6)
+    order = np.asarray([5, 3, 1, 0, 4, 2])
+    b = {k: (v if k == "classes" else v[order]) for k, v in a.items()}
+    b = b | {f"{p}_logits": b[f"{p}_logits"] * 2.0 for p in ("val", "unseen", "nonskin")}
+    out = eo.ensemble([a, b])
+    for part in ("val", "unseen", "nonskin"):
+        want = (eo.log_softmax(a[f"{part}_logits"]) + eo.log_softmax(2.0 * a[f"{part}_logits"])) / 2
+        assert np.allclose(out[f"{part}_logits"], want, atol=1e-5)
+        assert out[f"{part}_path"].tolist() == a[f"{part}_path"].tolist()
+    with pytest.raises(SystemExit, match="rows missing"):
+        eo.ensemble([a, {k: (v if k == "classes" else v[:5]) for k, v in a.items()}])
