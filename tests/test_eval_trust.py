@@ -3,6 +3,7 @@ selective prediction, --as-kiosk, --plots, --exclude) and the kiosk's ``unsure``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -152,6 +153,31 @@ def test_eval_two_collections_as_kiosk_with_plots(
     for p in first["plots"]:
         img = cv2.imread(p)
         assert img is not None and min(img.shape[:2]) > 300
+
+
+def test_a_split_file_with_a_collection_column_is_one_collection_per_value(
+    two_sets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # scripts/combine_splits.py writes MSID and msld2-dev into one file with a `collection`
+    # column: eval must still report each collection on its own
+    a, b = two_sets
+    root = a.parent
+    rows = ["path,label,group,fold,collection"]
+    for coll, d in (("first", a), ("second", b)):
+        for f in sorted(d.glob("*/*")):
+            rows.append(f"{f.relative_to(root).as_posix()},{f.parent.name},{f.name},3,{coll}")
+    rows.append(f"{next(b.glob('Normal/*')).relative_to(root).as_posix()},Normal,t,4,third")
+    (tmp_path / "combined.csv").write_text("\n".join(rows) + "\n")
+    spec = colls.CollectionSpec(data=str(root), splits=str(tmp_path / "combined.csv"), folds=[3])
+    got = colls.load_all(spec, ["Chickenpox", "Measles", "Monkeypox", "Normal"], root)
+    # "third" has no fold-3 rows: no empty collection for it
+    assert [c.name for c in got] == ["first-fold3", "second-fold3"]
+    assert [len(c.items) for c in got] == [len(list(a.glob("*/*"))), len(list(b.glob("*/*")))]
+    assert all(p.is_file() for c in got for p, _, _ in c.items)
+    named = colls.load_all(dataclasses.replace(spec, name="cv"), ["Normal"], root)
+    assert [c.name for c in named] == ["cv/first", "cv/second"]
+    pooled = colls.load_all(spec, ["Normal"], root, split=False)
+    assert len(pooled) == 1 and len(pooled[0].items) == sum(len(c.items) for c in got)
 
 
 def test_eval_bad_collection_arguments_are_one_clear_line(two_sets: tuple[Path, Path]) -> None:

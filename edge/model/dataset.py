@@ -286,15 +286,22 @@ class SplitRow:
     label: str
     group: str
     fold: int
+    collection: str = ""  # the optional ``collection`` column (scripts/combine_splits.py)
 
 
 def read_splits(csv_path: str | os.PathLike[str]) -> list[SplitRow]:
-    """Read a ``path,label,group,fold`` split file such as MSID's ``splits.csv``."""
+    """Read a ``path,label,group,fold[,collection]`` split file such as MSID's ``splits.csv``."""
     p = Path(csv_path)
     try:
         with p.open(newline="", encoding="utf-8") as f:
             rows = [
-                SplitRow(r["path"], r["label"], r.get("group", r["path"]), int(r["fold"]))
+                SplitRow(
+                    r["path"],
+                    r["label"],
+                    r.get("group", r["path"]),
+                    int(r["fold"]),
+                    r.get("collection") or "",
+                )
                 for r in csv.DictReader(f)
             ]
     except OSError as e:

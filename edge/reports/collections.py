@@ -2,6 +2,8 @@
 
 Each ``--data DIR`` starts a collection; ``--splits``, ``--folds``, ``--exclude`` and
 ``--name`` given after it apply to it (given before the first ``--data``, to the first).
+A split file with a ``collection`` column (``scripts/combine_splits.py``: MSID and msld2-dev
+in one file) becomes one collection per value, so every figure stays split by collection.
 Images whose class the model does not know (msld2-dev's Cowpox and HFMD for a 4-class
 model) are kept with class index -1: the 4-class figures leave them out, the screening
 view counts them as "not the positive class".
@@ -128,8 +130,37 @@ def read_exclude(path: str) -> set[str]:
         raise DataError(f"--exclude {path}: not a readable CSV ({e})") from None
 
 
-def load(spec: CollectionSpec, classes: Sequence[str], default_root: Path) -> Collection:
-    """Resolve one spec into labelled image paths (nothing decoded yet)."""
+def load_all(
+    spec: CollectionSpec, classes: Sequence[str], default_root: Path, *, split: bool = True
+) -> list[Collection]:
+    """One spec as its collections: one per ``collection`` value of its split file (named
+    ``VALUE-foldN``, or ``NAME/VALUE`` with ``--name``), else the one ``load`` gives."""
+    splits = spec.splits
+    root = Path(spec.data) if spec.data else default_root
+    if splits is None and spec.folds is not None:
+        splits = str(root / "splits.csv") if (root / "splits.csv").is_file() else None
+    folds = parse_folds(spec.folds)
+    rows = read_splits(splits) if splits else []
+    values = sorted({r.collection for r in rows if r.fold in folds})
+    if not split or len(values) < 2 or "" in values:
+        return [load(spec, classes, default_root)]
+    out = []
+    for v in values:
+        c = load(spec, classes, default_root, collection=v)
+        c.name = f"{spec.name}/{v}" if spec.name else v + c.name[c.name.rfind("-fold") :]
+        out.append(c)
+    return out
+
+
+def load(
+    spec: CollectionSpec,
+    classes: Sequence[str],
+    default_root: Path,
+    *,
+    collection: str | None = None,
+) -> Collection:
+    """Resolve one spec into labelled image paths (nothing decoded yet); ``collection``:
+    only the split file's rows of that ``collection`` value."""
     root = Path(spec.data) if spec.data else default_root
     if not root.is_dir():
         raise DataError(f"data directory {root} does not exist")
@@ -144,7 +175,7 @@ def load(spec: CollectionSpec, classes: Sequence[str], default_root: Path) -> Co
     if splits:
         folds = parse_folds(spec.folds)
         for r in read_splits(splits):
-            if r.fold in folds:
+            if r.fold in folds and (collection is None or r.collection == collection):
                 y = match_class(r.label, classes)
                 items.append((root / r.path, classes[y] if y is not None else r.label, _i(y)))
     else:
@@ -164,6 +195,8 @@ def load(spec: CollectionSpec, classes: Sequence[str], default_root: Path) -> Co
     if not items:
         raise DataError(f"{root} holds no images" + (f" in folds {folds}" if folds else ""))
     where = f"{root} folds {','.join(map(str, folds))}" if folds else str(root)
+    if collection:
+        where += f" (collection {collection})"
     name = spec.name or (
         root.resolve().name + (f"-fold{'+'.join(map(str, folds))}" if folds else "")
     )

@@ -209,8 +209,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             pipeline = _kiosk_pipeline(args, clf)
             reps = []
-            for sp in specs:
-                coll = colls.load(sp, clf.classes, default_data_dir())
+            # --choose-threshold pools its one --data: the threshold is for the whole set
+            split = args.choose_threshold is None
+            loaded = [
+                c
+                for sp in specs
+                for c in colls.load_all(sp, clf.classes, default_data_dir(), split=split)
+            ]
+            for coll in loaded:
                 rep, arr = evaluate_collection(clf, coll, pipeline)
                 if args.plots:
                     from . import plots
