@@ -79,7 +79,6 @@ VARIANTS = {
         Variant("efficientnet-lite2", 1.1, 1.2, 260, 0.3),
     )
 }
-WEIGHTS_PACKAGE = VARIANTS["efficientnet-lite0"].package
 
 
 def _same_pad(k: int, s: int, size: int) -> nn.Module:
