@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from mpox_edge.edge.errors import ManifestError, ModelError
 from mpox_edge.edge.model.classifier import Classifier, default_model_dir
+from mpox_edge.edge.model.manifest import ModelDir
+
+SIZE = ModelDir.load(default_model_dir()).manifest.preprocess.input_size  # the shipped graph's
 
 
 def tampered(tmp_path: Path, edit: Any) -> Path:
@@ -43,7 +46,7 @@ CASES = {
         _five_classes,
         "the manifest lists 5 classes but the graph's logits have shape [1, 4]",
     ),
-    "input": (_input_320, "the manifest says 1x3x320x320 (NCHW): axis H is 224, not 320"),
+    "input": (_input_320, f"the manifest says 1x3x320x320 (NCHW): axis H is {SIZE}, not 320"),
     "outputs": (_ghost_output, "names output(s) ['saliency'] that the graph lacks"),
 }
 
@@ -60,14 +63,14 @@ def test_manifest_that_disagrees_with_the_graph_is_refused(
     with pytest.raises(ModelError) as e:
         Classifier.open(d, backend=backend)
     if backend == "openvino" and case == "input":
-        assert "224" in str(e.value) and "320" in str(e.value)
+        assert str(SIZE) in str(e.value) and "320" in str(e.value)
     else:
         assert msg in str(e.value)
 
 
 def test_the_shipped_manifest_passes() -> None:
     clf = Classifier.open(None, backend="onnxruntime")
-    assert clf.classes and clf.backend.input_shape[1:] == [3, 224, 224]
+    assert clf.classes and clf.backend.input_shape[1:] == [3, SIZE, SIZE]
     clf.close()
 
 
@@ -90,4 +93,4 @@ def test_eval_on_a_wrong_manifest_is_one_line_not_a_traceback(tmp_path: Path) ->
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("mpox-edge eval: error:")]
-    assert len(err) == 1 and "axis H is 224, not 320" in err[0], p.stderr
+    assert len(err) == 1 and f"axis H is {SIZE}, not 320" in err[0], p.stderr
