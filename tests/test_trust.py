@@ -146,8 +146,10 @@ def trusted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # |score - fp32 ORT score| in units of the threshold: fp32 runtimes agree to rounding;
-# int8 moves the pooled features measurably (decisions are compared outside that band)
-SCORE_RTOL = {"fp32": 1e-3, "int8": 0.5}
+# int8 moves the pooled features measurably (decisions are compared outside that band). The
+# Mahalanobis case here is statistics fitted on 152 sample photos in 16 dimensions: Lite1's
+# int8 features move its score by up to 0.54 threshold (Lite0's: under 0.5)
+SCORE_RTOL = {"fp32": 1e-3, "int8": 0.6}
 
 
 @pytest.fixture(params=["shipped", "mahalanobis"])
