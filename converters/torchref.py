@@ -13,17 +13,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 from mpox_edge.edge.errors import UsageError
-from mpox_edge.edge.model.backends import BackendOptions, NoOptions, Probe
+from mpox_edge.edge.model.backends import Probe
+from mpox_edge.edge.model.backends.base import BackendBase
 from mpox_edge.edge.model.classifier import Classifier
 from mpox_edge.edge.model.manifest import Artifact, ModelDir, sha256_file
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     """A checkpoint in PyTorch eager mode (CPU), answering ``infer`` like a runtime."""
 
     name: ClassVar[str] = "torch"
     distributions: ClassVar[tuple[str, ...]] = ("torch",)
-    Options: ClassVar[type[BackendOptions]] = NoOptions
 
     @classmethod
     def probe(cls) -> Probe:
@@ -48,13 +48,10 @@ class TorchBackend:
         options: Mapping[str, object] | None = None,
     ) -> None:
         import torch
-        from mpox_edge.edge.model.backends import default_threads
 
         from .checkpoint import build_from_checkpoint
 
-        NoOptions.from_mapping(options or {}, backend=self.name)
-        self.device, self.artifact = device, artifact
-        self.threads = threads or default_threads()
+        super().__init__(model, artifact, path, device=device, threads=threads, options=options)
         self.output_names = ["logits"]
         self.input_shape: list[Any] | None = None  # eager: any input size
         torch.set_num_threads(self.threads)
