@@ -135,21 +135,22 @@ def load_all(
 ) -> list[Collection]:
     """One spec as its collections: one per ``collection`` value of its split file (named
     ``VALUE-foldN``, or ``NAME/VALUE`` with ``--name``), else the one ``load`` gives."""
-    splits = spec.splits
-    root = Path(spec.data) if spec.data else default_root
-    if splits is None and spec.folds is not None:
-        splits = str(root / "splits.csv") if (root / "splits.csv").is_file() else None
+    splits = _split_file(spec, Path(spec.data) if spec.data else default_root)
     folds = parse_folds(spec.folds)
     rows = read_splits(splits) if splits else []
     values = sorted({r.collection for r in rows if r.fold in folds})
     if not split or len(values) < 2 or "" in values:
         return [load(spec, classes, default_root)]
-    out = []
-    for v in values:
-        c = load(spec, classes, default_root, collection=v)
-        c.name = f"{spec.name}/{v}" if spec.name else v + c.name[c.name.rfind("-fold") :]
-        out.append(c)
-    return out
+    return [load(spec, classes, default_root, collection=v) for v in values]
+
+
+def _split_file(spec: CollectionSpec, root: Path) -> str | None:
+    """``--splits``, else ``root/splits.csv`` when ``--folds`` asks for one and it exists."""
+    if spec.splits is not None:
+        return spec.splits
+    if spec.folds is not None and (root / "splits.csv").is_file():
+        return str(root / "splits.csv")
+    return None
 
 
 def load(
@@ -164,11 +165,9 @@ def load(
     root = Path(spec.data) if spec.data else default_root
     if not root.is_dir():
         raise DataError(f"data directory {root} does not exist")
-    splits = spec.splits
+    splits = _split_file(spec, root)
     if splits is None and spec.folds is not None:
-        if not (root / "splits.csv").is_file():
-            raise UsageError(f"--folds needs --splits (no splits.csv in {root})")
-        splits = str(root / "splits.csv")
+        raise UsageError(f"--folds needs --splits (no splits.csv in {root})")
     items: list[tuple[Path, str, int]] = []
     skipped: list[tuple[str, str]] = []
     folds: list[int] = []
@@ -197,9 +196,11 @@ def load(
     where = f"{root} folds {','.join(map(str, folds))}" if folds else str(root)
     if collection:
         where += f" (collection {collection})"
-    name = spec.name or (
-        root.resolve().name + (f"-fold{'+'.join(map(str, folds))}" if folds else "")
-    )
+    suffix = f"-fold{'+'.join(map(str, folds))}" if folds else ""
+    if collection:
+        name = f"{spec.name}/{collection}" if spec.name else collection + suffix
+    else:
+        name = spec.name or root.resolve().name + suffix
     c = Collection(name, root, where, list(classes), items, folds, excluded, skipped)
     return c
 
