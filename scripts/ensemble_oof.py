@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_oof import load  # noqa: E402
+
 PARTS = ("val", "unseen", "nonskin")
 
 
@@ -70,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in args.members:
         if not p.is_file():
             ap.error(f"{p}: no such file")
-    files = []
-    for p in args.members:
-        z = np.load(p)
-        files.append({k: z[k] for k in z.files})
-    out = ensemble(files)
+    out = ensemble([load(p) for p in args.members])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **out)
     print(f"wrote {args.out}: {len(out['val_path'])} validation rows, {len(args.members)} members")
