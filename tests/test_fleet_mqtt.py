@@ -351,7 +351,7 @@ def test_reload_command_over_authenticated_tls(state: Path) -> None:
         dmn.start()
         t = threading.Thread(target=dmn.run, daemon=True)
         t.start()
-        wait_until(lambda: dmn.mqtt.connected, 20, "a TLS connection")
+        wait_until(lambda: dmn.mqtt.listening, 20, "a TLS connection taking commands")
         op.publish("mpox-edge/door-1/set/reload", b"", qos=1).wait_for_publish(10)
         wait_until(
             lambda: any(

@@ -290,7 +290,7 @@ def test_set_model_over_mqtt_swaps_rolls_back_and_refuses(
         return seen[-1]
 
     try:
-        wait_until(lambda: d.mqtt is not None and d.mqtt.connected, 20, "a TLS connection")
+        wait_until(lambda: d.mqtt is not None and d.mqtt.listening, 20, "taking commands")
         assert d.rollout.serving() == v1
         ev = command(json.dumps({"version": v2[:12]}).encode())
         assert ev["ok"] and ev["version"] == v2 and d.rollout.serving() == v2

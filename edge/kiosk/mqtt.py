@@ -159,6 +159,8 @@ class Publisher:
         self.acked = self._load_offset(cfg.events_path)
         self.published = 0  # messages acknowledged by the broker since start
         self.connected = False
+        self.listening = False  # the broker acknowledged the set/# subscription
+        self._sub_mid = -1
         self._inflight: deque[int] = deque()  # seqs in publish order
         self._mids: dict[int, int] = {}  # mid -> seq
         self._done: set[int] = set()
@@ -178,6 +180,7 @@ class Publisher:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
 
     def topic(self, name: str) -> str:
@@ -211,14 +214,20 @@ class Publisher:
         self.connected = True
         c.publish(self.topic("availability"), "online", qos=1, retain=True)
         if self.m.commands and self.on_command is not None:
-            c.subscribe(self.topic("set/#"), qos=1)
+            self._sub_mid = c.subscribe(self.topic("set/#"), qos=1)[1]
         log.info("MQTT: connected to %s:%d", self.m.host, self.m.port)
         self._wake.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if self.connected:
             log.warning("MQTT: disconnected (%s); events wait in the log", rc)
-        self.connected = False
+        self.connected = self.listening = False
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _rcs: Any, _p: Any = None) -> None:
+        # Commands sent before the broker holds the subscription are not delivered (on the
+        # first connection only: the session keeps it across reconnects).
+        if mid == self._sub_mid:
+            self.listening = True
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any = None, _p: Any = None) -> None:
         # paho holds its own locks here: only hand the ack over to the publisher thread, and
