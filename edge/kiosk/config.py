@@ -105,16 +105,25 @@ class DecisionConfig:
     # score and threshold and the (smoothed) score crosses it; false: refer/clear only.
     unsure: bool = True
     # The quality gate (retake), measured on a 256-511 px copy. Defaults fitted by
-    # scripts/fit_quality_gate.py on real MSID + msld2-dev photos (fit on folds 0-2, checked
-    # on fold 3) and synthetic blur/exposure faults (docs/eval.md); 0 / 2 / 255 switch a rule off.
-    min_sharpness: float = 2.11492  # Laplacian variance; below: blurred
-    min_detail: float = 0.000262982  # fine detail along the weaker axis (see quality.py)
+    # scripts/fit_quality_gate.py on real MSID + msld2-dev photos (folds 0-3, cross-validated)
+    # and synthetic blur/motion/exposure faults (docs/eval.md); 0 / 2 / 255 / 100 switch a
+    # rule off.
+    min_sharpness: float = 2.21904  # Laplacian variance; below: blurred
+    min_detail: float = 0.0  # fine detail along the weaker axis (see quality.py)
     min_contrast: float = 0.0  # grey-level standard deviation; below: nothing in view
     min_brightness: float = 0.0  # mean grey level; below: too dark
-    min_highlight: float = 118.15  # 99th-percentile grey level; below: too dark
-    max_brightness: float = 238.995  # mean grey level; above: too bright
+    min_highlight: float = 115.81  # 99th-percentile grey level; below: too dark
+    max_brightness: float = 239.05  # mean grey level; above: too bright
     max_saturated: float = 2.0  # blown-out share (tinted pixels twice), 0..2; above: too bright
     max_clipped: float = 1.0  # fraction of pixels at 0-4 or 251-255; above: badly exposed
+    min_skin: float = 0.0  # share of skin-coloured pixels; below: no skin in view
+    # Learnt scores (log-odds of a fault; qualityscore.py); above: blurred / too bright / too
+    # dark. Their coefficients: quality_model, a JSON file the fit script writes (empty: the
+    # bundled fit, edge/data/quality/gate.json).
+    max_blur_score: float = 1.47846
+    max_glare_score: float = 2.00717
+    max_dark_score: float = 1.57025
+    quality_model: str = ""
 
     def check(self) -> list[str]:
         e = []
@@ -130,8 +139,12 @@ class DecisionConfig:
             e.append("min_sharpness, min_detail and min_contrast must be >= 0")
         if not 0 <= self.min_highlight <= 255:
             e.append(f"min_highlight must be in 0..255, not {self.min_highlight}")
+        if not 0 <= self.min_skin < 1:
+            e.append(f"min_skin must be in [0, 1), not {self.min_skin}")
         if not (0 < self.max_clipped <= 1 and 0 < self.max_saturated <= 2):
             e.append("max_clipped must be in (0, 1] and max_saturated in (0, 2]")
+        if self.quality_model and not Path(self.quality_model).is_file():
+            e.append(f"quality_model {self.quality_model} is not a file")
         return e
 
 

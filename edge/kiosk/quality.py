@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .config import DecisionConfig
+from .qualityscore import blur_features, load_model, scores
 
 QUALITY_SIDE = 256  # quality is measured on a grey copy 256-511 px (shorter side): stable, cheap
 
@@ -29,12 +30,17 @@ class Quality:
     highlight: float = math.nan  # 99th-percentile grey: low when even the brightest is dark
     saturated: float = math.nan  # blown-out pixels (a channel >= 250), tinted ones twice: 0..2
     contrast: float = math.nan  # standard deviation of the grey levels (blank frame: ~0)
+    blur_score: float = math.nan  # log-odds of blur or motion (qualityscore.py)
+    glare_score: float = math.nan  # log-odds of over-exposure (qualityscore.py)
+    dark_score: float = math.nan  # log-odds of under-exposure (qualityscore.py)
+    skin: float = math.nan  # share of skin-coloured pixels (YCrCb box)
 
 
 def quality_measures(image: np.ndarray, color_order: str) -> dict[str, float]:
     """The gate's measures, on a downscaled copy (what ``scripts/fit_quality_gate.py`` fits)."""
     # Halve until the shorter side is QUALITY_SIDE..2*QUALITY_SIDE (exact 2x2 averaging is
-    # OpenCV's fast path), then go grey: 0.6 ms for 720p here, 3x less than grey first.
+    # OpenCV's fast path), then go grey: 3x less than grey first. The whole gate: about 3 ms
+    # per 720p frame here (scripts/bench_quality.py).
     small = image
     while min(small.shape[:2]) >= 2 * QUALITY_SIDE:
         small = cv2.resize(
@@ -59,12 +65,24 @@ def quality_measures(image: np.ndarray, color_order: str) -> dict[str, float]:
     var = float(np.dot(hist, (levels - bright) ** 2)) / total
     cum = np.cumsum(hist) / total
     # Colour clipping on every other pixel and row (nearest: clipped values stay exact).
-    half = small[::2, ::2] if min(small.shape[:2]) >= 64 else small
-    b, g, r = cv2.split(np.ascontiguousarray(half))
+    half = np.ascontiguousarray(small[::2, ::2] if min(small.shape[:2]) >= 64 else small)
+    b, g, r = cv2.split(half)
     top, low = cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r)
     blown = np.asarray(top) >= 250
     tinted_blown = blown & (np.asarray(low) < 230)
+    p1, p5, p50 = (float(np.searchsorted(cum, q)) for q in (0.01, 0.05, 0.5))
+    # skin-coloured share: the classic YCrCb box (Cr 133-173, Cb 77-127), every skin tone
+    ycc = cv2.cvtColor(half, cv2.COLOR_BGR2YCrCb if color_order == "BGR" else cv2.COLOR_RGB2YCrCb)
+    skin = cv2.inRange(ycc, (0, 133, 77), (255, 173, 127))
     return {
+        **blur_features(grey, sharp, var),
+        "p1": p1,
+        "p5": p5,
+        "p50": p50,
+        "blown_any": float(np.count_nonzero(blown)) / b.size,
+        "blown_all": float(np.count_nonzero(np.asarray(low) >= 250)) / b.size,
+        "log_contrast": math.log(math.sqrt(var) + 1.0),
+        "skin": float(np.count_nonzero(skin)) / b.size,
         "sharpness": sharp,
         "brightness": bright,
         "clipped": float(hist[:5].sum() + hist[251:].sum()) / total,
@@ -84,14 +102,21 @@ def assess_quality(image: np.ndarray, color_order: str, cfg: DecisionConfig) -> 
     exposure faults (``scripts/fit_quality_gate.py``, docs/eval.md).
     """
     m = quality_measures(image, color_order)
+    m.update(scores(load_model(cfg.quality_model), m))
     bright, clipped, sharp = m["brightness"], m["clipped"], m["sharpness"]
     reason = ""
-    if bright < cfg.min_brightness:
+    if m["skin"] < cfg.min_skin:
+        reason = f"no skin in view (skin-coloured share {m['skin']:.1%} < {cfg.min_skin:.1%})"
+    elif bright < cfg.min_brightness:
         reason = f"too dark (brightness {bright:.0f} < {cfg.min_brightness:g})"
+    elif m["dark_score"] > cfg.max_dark_score:
+        reason = f"too dark (dark score {m['dark_score']:.1f} > {cfg.max_dark_score:g})"
     elif m["highlight"] < cfg.min_highlight:
         reason = f"too dark (brightest 1% at {m['highlight']:.0f} < {cfg.min_highlight:g})"
     elif bright > cfg.max_brightness:
         reason = f"too bright (brightness {bright:.0f} > {cfg.max_brightness:g})"
+    elif m["glare_score"] > cfg.max_glare_score:
+        reason = f"too bright (glare score {m['glare_score']:.1f} > {cfg.max_glare_score:g})"
     elif m["saturated"] > cfg.max_saturated:
         reason = f"too bright ({m['saturated']:.0%} of pixels blown out)"
     elif clipped > cfg.max_clipped:
@@ -102,6 +127,8 @@ def assess_quality(image: np.ndarray, color_order: str, cfg: DecisionConfig) -> 
         reason = f"blurred (sharpness {sharp:.0f} < {cfg.min_sharpness:g})"
     elif m["detail"] < cfg.min_detail:
         reason = f"blurred (detail {m['detail']:.4f} < {cfg.min_detail:g})"
+    elif m["blur_score"] > cfg.max_blur_score:
+        reason = f"blurred (blur score {m['blur_score']:.1f} > {cfg.max_blur_score:g})"
     return Quality(
         sharp,
         bright,
@@ -112,4 +139,8 @@ def assess_quality(image: np.ndarray, color_order: str, cfg: DecisionConfig) -> 
         m["highlight"],
         m["saturated"],
         m["contrast"],
+        m["blur_score"],
+        m["glare_score"],
+        m["dark_score"],
+        m["skin"],
     )
