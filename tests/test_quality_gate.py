@@ -94,6 +94,8 @@ def test_a_broken_quality_model_is_one_clear_error(tmp_path: Path) -> None:
         load_model(str(bad) + ".missing")
     with pytest.raises(ConfigError, match="quality_model .* is not a file"):
         config.from_dict({"decision": {"quality_model": str(tmp_path / "nope.json")}})
+    with pytest.raises(ConfigError, match="quality model .*gate.json"):  # caught at load
+        config.from_dict({"decision": {"quality_model": str(bad)}})
 
 
 def test_the_fit_cross_validates_and_writes_what_the_gate_loads(

@@ -145,6 +145,13 @@ class DecisionConfig:
             e.append("max_clipped must be in (0, 1] and max_saturated in (0, 2]")
         if self.quality_model and not Path(self.quality_model).is_file():
             e.append(f"quality_model {self.quality_model} is not a file")
+        elif self.quality_model:
+            from .qualityscore import load_model  # lazy: OpenCV
+
+            try:
+                load_model(self.quality_model)
+            except ConfigError as err:
+                e.append(str(err))
         return e
 
 
