@@ -105,9 +105,7 @@ def assess_quality(image: np.ndarray, color_order: str, cfg: DecisionConfig) -> 
     m.update(scores(load_model(cfg.quality_model), m))
     bright, clipped, sharp = m["brightness"], m["clipped"], m["sharpness"]
     reason = ""
-    if m["skin"] < cfg.min_skin:
-        reason = f"no skin in view (skin-coloured share {m['skin']:.1%} < {cfg.min_skin:.1%})"
-    elif bright < cfg.min_brightness:
+    if bright < cfg.min_brightness:
         reason = f"too dark (brightness {bright:.0f} < {cfg.min_brightness:g})"
     elif m["dark_score"] > cfg.max_dark_score:
         reason = f"too dark (dark score {m['dark_score']:.1f} > {cfg.max_dark_score:g})"
@@ -129,6 +127,8 @@ def assess_quality(image: np.ndarray, color_order: str, cfg: DecisionConfig) -> 
         reason = f"blurred (detail {m['detail']:.4f} < {cfg.min_detail:g})"
     elif m["blur_score"] > cfg.max_blur_score:
         reason = f"blurred (blur score {m['blur_score']:.1f} > {cfg.max_blur_score:g})"
+    elif m["skin"] < cfg.min_skin:  # last: a dark or blurred frame gets that reason first
+        reason = f"no skin in view (skin-coloured share {m['skin']:.1%} < {cfg.min_skin:.1%})"
     return Quality(
         sharp,
         bright,
