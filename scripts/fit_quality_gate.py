@@ -34,7 +34,7 @@ from mpox_edge.edge.kiosk.quality import quality_measures
 from mpox_edge.edge.kiosk.qualityscore import BUNDLED
 from mpox_edge.edge.model.dataset import read_image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))  # helpers, not scripts
 from gate_fit import (  # noqa: E402
     ALL_RULES,
     FAULTS,

@@ -1,5 +1,5 @@
-"""The quality gate's fitting machinery (scripts/fit_quality_gate.py runs it): the faults,
-the rules, the logistic scores, the threshold search and the figures. Host side, numpy."""
+"""The quality gate's fitting machinery, a helper that scripts/fit_quality_gate.py runs: the
+faults, the rules, the logistic scores, the threshold search and the figures (numpy)."""
 
 from __future__ import annotations
 
