@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 from mpox_edge.edge.kiosk.config import DecisionConfig
-from mpox_edge.edge.kiosk.quality import QUALITY_SIDE, assess_quality
+from mpox_edge.edge.kiosk.quality import assess_quality, quality_copy
 from mpox_edge.edge.kiosk.qualityscore import blur_features
 from mpox_edge.edge.model.dataset import read_image
 
@@ -36,10 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, dict[str, float]] = {}
     for w, h in ((1280, 720), (1920, 1080)):
         frame = cv2.resize(photo, (w, h))
-        small = frame
-        while min(small.shape[:2]) >= 2 * QUALITY_SIDE:
-            small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2))
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        grey = cv2.cvtColor(quality_copy(frame), cv2.COLOR_BGR2GRAY)
         var = float(grey.var())
         jobs = {
             "assess_quality": lambda: assess_quality(frame, "BGR", cfg),  # noqa: B023

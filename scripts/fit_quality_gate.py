@@ -38,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))  # helpers, not
 from gate_fit import (  # noqa: E402
     ALL_RULES,
     FAULTS,
-    FIXED_OFF,
     add_scores,
     figures,
     fit,
@@ -139,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     held: dict[float, list[dict[str, Any]]] = {b: [] for b in budgets}
     for k in range(4):
         train = [d for f in range(4) if f != k for d in by_fold[f]]
-        add_scores(every, fit_scores(pool(train, "real"), fake_of(train)))
+        real, fake = pool(train, "real"), fake_of(train)
+        add_scores(every, fit_scores(real, fake))
         for b in budgets:
-            th_k = {**fit(pool(train, "real"), fake_of(train), b, a.skin_quantile), **FIXED_OFF}
-            held[b].append(figures(by_fold[k], th_k))
+            held[b].append(figures(by_fold[k], fit(real, fake, b, a.skin_quantile)))
     print("validation (fit on three of folds 0-3 within each budget, checked on the fourth):")
     for b in budgets:
         val = {"budget": b, "held_out": pooled(held[b]), "per_fold": held[b]}
@@ -157,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     model = fit_scores(pool(every, "real"), fake_of(every))
     model["fit"] = {"data": [r.name for r in roots], "folds": [0, 1, 2, 3], "faults": list(FAULTS)}
     add_scores(every, model)
-    th = {
-        **fit(pool(every, "real"), fake_of(every), chosen["budget"], a.skin_quantile),
-        **FIXED_OFF,
-    }
+    th = fit(pool(every, "real"), fake_of(every), chosen["budget"], a.skin_quantile)
     before: dict[str, float] = {}
     if a.compare:
         try:

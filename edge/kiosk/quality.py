@@ -36,16 +36,23 @@ class Quality:
     skin: float = math.nan  # share of skin-coloured pixels (YCrCb box)
 
 
-def quality_measures(image: np.ndarray, color_order: str) -> dict[str, float]:
-    """The gate's measures, on a downscaled copy (what ``scripts/fit_quality_gate.py`` fits)."""
-    # Halve until the shorter side is QUALITY_SIDE..2*QUALITY_SIDE (exact 2x2 averaging is
-    # OpenCV's fast path), then go grey: 3x less than grey first. The whole gate: about 3 ms
-    # per 720p frame here (scripts/bench_quality.py).
+def quality_copy(image: np.ndarray) -> np.ndarray:
+    """The frame halved until its shorter side is QUALITY_SIDE..2*QUALITY_SIDE (what the
+    gate measures; exact 2x2 averaging is OpenCV's fast path)."""
     small = image
     while min(small.shape[:2]) >= 2 * QUALITY_SIDE:
         small = cv2.resize(
             small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA
         )
+    return small
+
+
+def quality_measures(image: np.ndarray, color_order: str) -> dict[str, float]:
+    """The gate's measures, on a downscaled copy (what ``scripts/fit_quality_gate.py`` fits)."""
+    # Halve until the shorter side is QUALITY_SIDE..2*QUALITY_SIDE (exact 2x2 averaging is
+    # OpenCV's fast path), then go grey: 3x less than grey first. The whole gate: about 3 ms
+    # per 720p frame here (scripts/bench_quality.py).
+    small = quality_copy(image)
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY if color_order == "BGR" else cv2.COLOR_RGB2GRAY)
     _, sd = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
     sharp = float(sd[0, 0]) ** 2

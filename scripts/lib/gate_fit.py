@@ -135,7 +135,8 @@ def fit(
     real: list[dict[str, float]], fake: dict[str, list], budget: float, skin_q: float = 0.0
 ) -> dict[str, float]:
     """Exhaustive search within the real budget: the highest mean catch rate over the fault
-    types (each type weighs the same), then the fewest real photos sent to retake."""
+    types (each type weighs the same), then the fewest real photos sent to retake. Returns
+    every rule's threshold (the unsearched ones off, FIXED_OFF)."""
     options: dict[str, list[tuple[float, np.ndarray, dict[str, np.ndarray]]]] = {}
     for key, (m, d) in RULES.items():
         v = _arr(real, m)
@@ -164,8 +165,9 @@ def fit(
         if best is None or (worst, -rate) > (best[0], -best[1]):
             best = (worst, rate, {k: c[0] for k, c in zip(keys, combo, strict=True)})
     if best is None:  # not even min_skin alone fits: everything else off
-        return {k: options[k][0][0] if k == "min_skin" else OFF.get(k, OFF["min"]) for k in keys}
-    return best[2]
+        off = {k: options[k][0][0] if k == "min_skin" else OFF.get(k, OFF["min"]) for k in keys}
+        return {**off, **FIXED_OFF}
+    return {**best[2], **FIXED_OFF}
 
 
 def figures(data: list[dict[str, Any]], th: dict[str, float]) -> dict[str, Any]:
